@@ -1,0 +1,193 @@
+"""The goal-conditioned environment interface every env implements, and the action block handled in one place.
+
+A concrete env subclasses `GoalEnv` and implements the single-step physics (`_step_physics`), state access
+(`get_state`/`set_state`), drawing (`_render_pixels`), a low-dim observation (`_state_obs`), the success check
+and distance of the field, a sampler of reachable states and the data policy. `GoalEnv` turns those into a
+gymnasium env whose one `step` is one *planner step*: `action_block` env actions stacked into one vector of
+size `action_block * action_dim`, executed in order. Everything above the env (data, world model, planners, MPC)
+lives at that block level.
+
+Tasks: `reset(seed=...)` samples a start and a goal from the seed. `goal.mode=random` draws a random reachable
+state; `goal.mode=trajectory` runs the data policy `goal.steps` env steps from the start (the LeWM / DINO-WM
+protocol). A task already solved at its start is rejected and redrawn. `options={"start_state": s,
+"goal_state": g}` pins either one.
+"""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+OBS_TYPES = ("pixels", "state")
+GOAL_MODES = ("random", "trajectory")
+MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 16, 512
+
+
+class EnvError(ValueError):
+    """Bad env name, option or input; the message is one line for the user."""
+
+
+@dataclass(frozen=True)
+class EnvConfig:
+    """What selects and shapes an env. `options` holds env-specific settings (e.g. a maze layout)."""
+
+    name: str
+    obs_type: str = "pixels"
+    image_size: int = 64
+    action_block: int = 5
+    goal_mode: str = "random"
+    goal_steps: int = 25
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.obs_type not in OBS_TYPES:
+            raise EnvError(f"unknown obs_type {self.obs_type!r}; choose one of: {', '.join(OBS_TYPES)}")
+        if not MIN_IMAGE_SIZE <= self.image_size <= MAX_IMAGE_SIZE:
+            raise EnvError(f"image_size={self.image_size} out of range [{MIN_IMAGE_SIZE}, {MAX_IMAGE_SIZE}]")
+        if self.action_block < 1:
+            raise EnvError(f"action_block={self.action_block}: must be >= 1")
+        if self.goal_mode not in GOAL_MODES:
+            raise EnvError(f"unknown goal_mode {self.goal_mode!r}; choose one of: {', '.join(GOAL_MODES)}")
+        if self.goal_steps < 1:
+            raise EnvError(f"goal_steps={self.goal_steps}: must be >= 1")
+
+
+class GoalEnv(gym.Env):
+    """Base of every env. Subclasses set `action_low`, `action_high` (native, shape (action_dim,)) and
+    `state_obs_dim`, call `super().__init__(cfg)` and implement the abstract methods below."""
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
+    max_task_tries = 1000
+    action_low: np.ndarray
+    action_high: np.ndarray
+    state_obs_dim: int
+
+    def __init__(self, cfg: EnvConfig):
+        self.cfg = cfg
+        self.render_mode = "rgb_array"
+        self.action_dim = int(self.action_low.shape[0])
+        block = cfg.action_block
+        self.action_space = gym.spaces.Box(
+            np.tile(self.action_low, block).astype(np.float32),
+            np.tile(self.action_high, block).astype(np.float32), dtype=np.float32)
+        if cfg.obs_type == "pixels":
+            self.observation_space = gym.spaces.Box(0, 255, (cfg.image_size, cfg.image_size, 3), np.uint8)
+        else:
+            self.observation_space = gym.spaces.Box(-np.inf, np.inf, (self.state_obs_dim,), np.float32)
+        self.goal_state: np.ndarray | None = None
+        self.goal_obs: np.ndarray | None = None
+
+    # ---- implemented by each env -------------------------------------------------------------------------
+    def get_state(self) -> np.ndarray:
+        """Full physical state, float64 (S,); `set_state(get_state())` restores the env exactly."""
+        raise NotImplementedError
+
+    def set_state(self, state: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def _step_physics(self, action: np.ndarray) -> None:
+        """Advance one env step with one native action (action_dim,), already clipped to the bounds."""
+        raise NotImplementedError
+
+    def _render_pixels(self) -> np.ndarray:
+        """The current state drawn as uint8 (image_size, image_size, 3)."""
+        raise NotImplementedError
+
+    def _state_obs(self) -> np.ndarray:
+        """Low-dim observation of the current state, float32 (state_obs_dim,)."""
+        raise NotImplementedError
+
+    def is_success(self, state: np.ndarray, goal_state: np.ndarray) -> bool:
+        raise NotImplementedError
+
+    def distance(self, state: np.ndarray, goal_state: np.ndarray) -> float:
+        raise NotImplementedError
+
+    def sample_state(self, rng: np.random.Generator) -> np.ndarray:
+        """A random reachable state (used for starts and `goal_mode=random` goals)."""
+        raise NotImplementedError
+
+    def data_action(self, rng: np.random.Generator) -> np.ndarray:
+        """One native action of the data policy from the current state; the policy must cover the task."""
+        raise NotImplementedError
+
+    # ---- shared machinery ---------------------------------------------------------------------------------
+    def observe(self) -> np.ndarray:
+        return self._render_pixels() if self.cfg.obs_type == "pixels" else self._state_obs()
+
+    def observe_state(self, state: np.ndarray) -> np.ndarray:
+        """The observation of an arbitrary state (e.g. a goal), leaving the env where it was."""
+        current = self.get_state()
+        self.set_state(state)
+        obs = self.observe()
+        self.set_state(current)
+        return obs
+
+    def render(self) -> np.ndarray:
+        return self._render_pixels()
+
+    def render_state(self, state: np.ndarray) -> np.ndarray:
+        current = self.get_state()
+        self.set_state(state)
+        frame = self._render_pixels()
+        self.set_state(current)
+        return frame
+
+    def check_action(self, action) -> np.ndarray:
+        action = np.asarray(action, dtype=np.float64)
+        if action.shape != self.action_space.shape:
+            raise EnvError(f"{self.cfg.name}: action shape {action.shape} != expected {self.action_space.shape} "
+                           f"(action_block={self.cfg.action_block} x action_dim={self.action_dim})")
+        if not np.all(np.isfinite(action)):
+            raise EnvError(f"{self.cfg.name}: action contains NaN or inf: {action}")
+        return action
+
+    def step(self, action):
+        action = self.check_action(action).reshape(self.cfg.action_block, self.action_dim)
+        action = np.clip(action, self.action_low, self.action_high)
+        for a in action:
+            self._step_physics(a)
+        return self.observe(), -self._distance_now(), False, False, self._info()
+
+    def sample_task(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """(start_state, goal_state) per `goal_mode`, redrawn while the start already satisfies the goal."""
+        for _ in range(self.max_task_tries):
+            start = self.sample_state(rng)
+            if self.cfg.goal_mode == "random":
+                goal = self.sample_state(rng)
+            else:
+                self.set_state(start)
+                for _ in range(self.cfg.goal_steps):
+                    self._step_physics(np.clip(self.data_action(rng), self.action_low, self.action_high))
+                goal = self.get_state()
+            if not self.is_success(start, goal):
+                return start, goal
+        raise RuntimeError(f"{self.cfg.name}: no non-trivial task in {self.max_task_tries} draws")
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        options = options or {}
+        start, goal = options.get("start_state"), options.get("goal_state")
+        if start is None or goal is None:
+            sampled_start, sampled_goal = self.sample_task(self.np_random)
+            start = sampled_start if start is None else start
+            goal = sampled_goal if goal is None else goal
+        self.goal_state = np.asarray(goal, dtype=np.float64).copy()
+        self.goal_obs = self.observe_state(self.goal_state)
+        self.set_state(np.asarray(start, dtype=np.float64))
+        return self.observe(), self._info()
+
+    def _distance_now(self) -> float:
+        return float(self.distance(self.get_state(), self.goal_state))
+
+    def _info(self) -> dict:
+        state = self.get_state()
+        return {"state": state, "goal_state": self.goal_state, "goal_obs": self.goal_obs,
+                "success": bool(self.is_success(state, self.goal_state)),
+                "distance": float(self.distance(state, self.goal_state))}
