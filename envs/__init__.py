@@ -12,6 +12,7 @@ import importlib
 from typing import Any, Mapping
 
 from envs.base import EnvConfig, EnvError, GoalEnv
+from envs.batch import EnvBatch
 
 ENVS = {
     "wall": "envs.wall:WallEnv",
@@ -45,4 +46,4 @@ def make(cfg: EnvConfig | Mapping[str, Any] | str, **overrides) -> GoalEnv:
     return getattr(importlib.import_module(module), cls)(cfg)
 
 
-__all__ = ["ENVS", "EnvConfig", "EnvError", "GoalEnv", "env_config", "make"]
+__all__ = ["ENVS", "EnvBatch", "EnvConfig", "EnvError", "GoalEnv", "env_config", "make"]

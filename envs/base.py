@@ -8,8 +8,8 @@ size `action_block * action_dim`, executed in order. Everything above the env (d
 lives at that block level.
 
 Tasks: `reset(seed=...)` samples a start and a goal from the seed. `goal.mode=random` draws a random reachable
-state; `goal.mode=trajectory` runs the data policy `goal.steps` env steps from the start (the LeWM / DINO-WM
-protocol). A task already solved at its start is rejected and redrawn. `options={"start_state": s,
+state; `goal_mode=trajectory` runs the data policy `goal_steps` NATIVE env steps from the start (the LeWM harness
+counts dataset frames, i.e. native steps: 25 frames = 5 planner steps at action_block 5). A task already solved at its start is rejected and redrawn. `options={"start_state": s,
 "goal_state": g}` pins either one.
 """
 from __future__ import annotations
@@ -35,7 +35,8 @@ class EnvError(ValueError):
 
 @dataclass(frozen=True)
 class EnvConfig:
-    """What selects and shapes an env. `options` holds env-specific settings (e.g. a maze layout)."""
+    """What selects and shapes an env. `options` holds env-specific settings (e.g. a maze layout).
+    `goal_steps` counts native env steps (not planner steps) of the data policy for `goal_mode=trajectory`."""
 
     name: str
     obs_type: str = "pixels"
@@ -145,10 +146,13 @@ class GoalEnv(gym.Env):
             raise EnvError(f"{self.cfg.name}: action shape {action.shape} != expected {self.action_space.shape} "
                            f"(action_block={self.cfg.action_block} x action_dim={self.action_dim})")
         if not np.all(np.isfinite(action)):
-            raise EnvError(f"{self.cfg.name}: action contains NaN or inf: {action}")
+            shown = np.array2string(action, precision=3, max_line_width=10**6)   # one line, whatever the size
+            raise EnvError(f"{self.cfg.name}: action contains NaN or inf: {shown}")
         return action
 
     def step(self, action):
+        if self.goal_state is None:
+            raise EnvError(f"{self.cfg.name}: step() called before reset()")
         action = self.check_action(action).reshape(self.cfg.action_block, self.action_dim)
         action = np.clip(action, self.action_low, self.action_high)
         for a in action:
@@ -188,6 +192,7 @@ class GoalEnv(gym.Env):
 
     def _info(self) -> dict:
         state = self.get_state()
-        return {"state": state, "goal_state": self.goal_state, "goal_obs": self.goal_obs,
+        # copies: a caller that keeps or edits an info must not reach the env's goal (gymnasium checks this)
+        return {"state": state, "goal_state": self.goal_state.copy(), "goal_obs": self.goal_obs.copy(),
                 "success": bool(self.is_success(state, self.goal_state)),
                 "distance": float(self.distance(state, self.goal_state))}

@@ -1,0 +1,110 @@
+"""Reacher: dm-control's two-link planar arm (suite reacher/easy), with a goal *joint configuration*.
+
+State = qpos+qvel (shoulder, wrist, their velocities); the shoulder angle is unbounded, the wrist is limited to
++-160 deg. State observation = (cos q, sin q, qvel) (6,). Action = the two joint torques in [-1, 1]^2, one
+`control_timestep` of dm-control physics per env step. A task is solved when every joint is within 0.05 rad of the
+goal (angles wrapped); distance = L2 norm of the wrapped joint error.
+
+Drawing: the suite's top-down `fixed` camera moved closer so the arm's reach fills the frame, the arm and finger
+drawn thicker than their collision geometry (contacts are disabled in this model and the inertias are compiled,
+so only the picture changes), and the suite's target sphere hidden: the goal is shown by the goal image, which
+is the arm drawn at the goal configuration.
+"""
+from __future__ import annotations
+
+import mujoco
+import numpy as np
+from dm_control import suite
+
+from envs.base import EnvConfig, EnvError, GoalEnv
+
+SUCCESS_TOLERANCE = 0.05  # rad, per joint
+CAMERA_HEIGHT = 0.62      # the frame spans +-0.26 m at the arm's height; the reach is 0.22 m
+DRAW_RADIUS = {"arm": 0.02, "hand": 0.02, "finger": 0.028}
+
+
+def wrap(angle):
+    return (np.asarray(angle) + np.pi) % (2 * np.pi) - np.pi
+
+
+class ReacherEnv(GoalEnv):
+    state_obs_dim = 6
+    action_low = np.array([-1.0, -1.0])
+    action_high = np.array([1.0, 1.0])
+
+    def __init__(self, cfg: EnvConfig):
+        if cfg.options:
+            raise EnvError(f"reacher: unknown option(s) {', '.join(sorted(cfg.options))}; it takes none")
+        super().__init__(cfg)
+        suite_env = suite.load("reacher", "easy")
+        self.physics = suite_env.physics
+        self.substeps = int(round(suite_env.control_timestep() / self.physics.timestep()))
+        model = self.physics.model
+        # A warm-started constraint solver (wrist limit) would make the next step depend on more than qpos/qvel.
+        model.opt.disableflags |= mujoco.mjtDisableBit.mjDSBL_WARMSTART
+        self.wrist_range = model.jnt_range[model.name2id("wrist", "joint")].copy()
+        model.geom_rgba[model.name2id("target", "geom"), 3] = 0.0
+        for name, radius in DRAW_RADIUS.items():
+            model.geom_size[model.name2id(name, "geom"), 0] = radius
+        model.cam_pos[model.name2id("fixed", "camera")] = (0.0, 0.0, CAMERA_HEIGHT)
+        model.vis.quality.shadowsize = 0  # 4-6x faster small renders, no visible loss
+        model.vis.quality.offsamples = 0
+        self._renderer = None  # made on first draw: state-only use never opens a GL context
+        self._torque = np.zeros(2)  # data policy: the torque being held and for how many more steps
+        self._hold = 0
+
+    # ---- state --------------------------------------------------------------------------------------------
+    def get_state(self) -> np.ndarray:
+        return np.concatenate([self.physics.data.qpos, self.physics.data.qvel]).astype(np.float64)
+
+    def set_state(self, state: np.ndarray) -> None:
+        state = np.asarray(state, dtype=np.float64)
+        if state.shape != (4,) or not np.all(np.isfinite(state)):
+            raise EnvError(f"reacher: state must be 4 finite numbers (q_shoulder, q_wrist, dq_shoulder, dq_wrist), "
+                           f"got {state.tolist()}")
+        with self.physics.reset_context():
+            self.physics.data.qpos[:], self.physics.data.qvel[:] = state[:2], state[2:]
+        self._hold = 0
+
+    def _step_physics(self, action: np.ndarray) -> None:
+        self.physics.set_control(action)
+        self.physics.step(self.substeps)
+
+    def _render_pixels(self) -> np.ndarray:
+        if self._renderer is None:
+            self._renderer = mujoco.Renderer(self.physics.model.ptr, self.cfg.image_size, self.cfg.image_size)
+        self._renderer.update_scene(self.physics.data.ptr, camera="fixed")
+        return self._renderer.render()
+
+    def _state_obs(self) -> np.ndarray:
+        q, dq = self.physics.data.qpos, self.physics.data.qvel
+        return np.concatenate([np.cos(q), np.sin(q), dq]).astype(np.float32)
+
+    # ---- task ---------------------------------------------------------------------------------------------
+    def joint_error(self, state: np.ndarray, goal_state: np.ndarray) -> np.ndarray:
+        return wrap(np.asarray(state)[:2] - np.asarray(goal_state)[:2])
+
+    def is_success(self, state: np.ndarray, goal_state: np.ndarray) -> bool:
+        return bool(np.all(np.abs(self.joint_error(state, goal_state)) < SUCCESS_TOLERANCE))
+
+    def distance(self, state: np.ndarray, goal_state: np.ndarray) -> float:
+        return float(np.linalg.norm(self.joint_error(state, goal_state)))
+
+    def sample_state(self, rng: np.random.Generator) -> np.ndarray:
+        """Uniform over the configuration space (shoulder any angle, wrist inside its limits), at rest."""
+        q = [rng.uniform(-np.pi, np.pi), rng.uniform(*self.wrist_range)]
+        return np.array([*q, 0.0, 0.0])
+
+    def data_action(self, rng: np.random.Generator) -> np.ndarray:
+        """Random torques each held for 2-15 steps (plus jitter), so the arm swings through whole turns instead
+        of dithering in place."""
+        if self._hold == 0:
+            self._torque, self._hold = rng.uniform(-1.0, 1.0, 2), int(rng.integers(2, 16))
+        self._hold -= 1
+        return np.clip(self._torque + rng.normal(0.0, 0.1, 2), self.action_low, self.action_high)
+
+    def close(self):
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
+        self.physics.free()

@@ -1,0 +1,123 @@
+import json
+
+import numpy as np
+import pytest
+
+import envs
+import envs.data as data
+from envs.data import Dataset, collect
+
+STATE_CFG = envs.env_config("wall", obs_type="state", action_block=2)
+SMALL = dict(episodes=5, episode_len=3, seed=1, episodes_per_shard=2)
+
+
+def arrays(path):
+    return Dataset(path).load_all()
+
+
+def assert_same(a, b):
+    assert a.keys() == b.keys()
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key])
+
+
+@pytest.mark.parametrize("obs_type, shape, dtype", [("state", (2,), np.float32), ("pixels", (32, 32, 3), np.uint8)])
+def test_round_trip(tmp_path, obs_type, shape, dtype):
+    cfg = envs.env_config("wall", obs_type=obs_type, image_size=32, action_block=2)
+    collect(cfg, tmp_path, **SMALL)
+    meta = json.loads((tmp_path / "meta.json").read_text())
+    assert meta["env"]["obs_type"] == obs_type and meta["obs_shape"] == list(shape) and meta["action_dim"] == 4
+    assert [s["episodes"] for s in meta["shards"]] == [2, 2, 1] and meta["state_dim"] == 2
+    ds = Dataset(tmp_path)
+    assert len(ds) == 5
+    ep = ds.episode(4)
+    assert ep["obs"].shape == (4, *shape) and ep["obs"].dtype == dtype
+    assert ep["actions"].shape == (3, 4) and ep["actions"].dtype == np.float32
+    assert ep["states"].shape == (4, 2) and ep["states"].dtype == np.float64
+    # the recorded block actions replayed through env.step reproduce the recorded states and observations
+    env = envs.make(cfg)
+    env.reset(seed=0, options={"start_state": ep["states"][0], "goal_state": [60.0, 60.0]})
+    np.testing.assert_array_equal(env.observe(), ep["obs"][0])
+    for t, action in enumerate(ep["actions"]):
+        obs, *_ = env.step(action)
+        np.testing.assert_array_equal(env.get_state(), ep["states"][t + 1])
+        np.testing.assert_array_equal(obs, ep["obs"][t + 1])
+    with pytest.raises(IndexError):
+        ds.episode(5)
+
+
+def test_same_seed_same_data_other_seed_other_data(tmp_path):
+    collect(STATE_CFG, tmp_path / "a", **SMALL)
+    collect(STATE_CFG, tmp_path / "b", **SMALL)
+    collect(STATE_CFG, tmp_path / "c", **{**SMALL, "seed": 2})
+    assert_same(arrays(tmp_path / "a"), arrays(tmp_path / "b"))
+    assert not np.array_equal(arrays(tmp_path / "a")["states"], arrays(tmp_path / "c")["states"])
+
+
+def test_interrupted_collection_leaves_no_partial_shard_and_resumes(tmp_path, monkeypatch):
+    collect(STATE_CFG, tmp_path / "fresh", **SMALL)
+    out = tmp_path / "run"
+    real_savez, calls = np.savez_compressed, []
+
+    def savez_then_die(file, **arrays_):
+        calls.append(1)
+        if len(calls) == 2:       # second shard: bytes half written, then the process is interrupted
+            file.write(b"partial")
+            raise KeyboardInterrupt
+        real_savez(file, **arrays_)
+
+    monkeypatch.setattr(np, "savez_compressed", savez_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        collect(STATE_CFG, out, **SMALL)
+    monkeypatch.setattr(np, "savez_compressed", real_savez)
+    assert (out / "shard_00001.npz.tmp").exists()
+    assert sorted(p.name for p in out.glob("shard_*.npz")) == ["shard_00000.npz"]
+    assert [s["file"] for s in json.loads((out / "meta.json").read_text())["shards"]] == ["shard_00000.npz"]
+    with pytest.raises(envs.EnvError, match="incomplete"):
+        Dataset(out)
+
+    made = []
+    real_episode = data._episode
+    monkeypatch.setattr(data, "_episode", lambda *a: made.append(1) or real_episode(*a))
+    collect(STATE_CFG, out, **SMALL)
+    assert len(made) == 3                                 # shard 0 (2 episodes) was kept, shards 1-2 made
+    assert not list(out.glob("*.tmp"))                    # the interrupted temporary file is gone
+    assert_same(arrays(out), arrays(tmp_path / "fresh"))
+
+    made.clear()
+    collect(STATE_CFG, out, **{**SMALL, "episodes": 6})   # growing: only the short last shard is redone
+    assert len(made) == 2
+    assert_same({k: v[:5] for k, v in arrays(out).items()}, arrays(tmp_path / "fresh"))
+
+
+def test_resume_refuses_other_settings(tmp_path):
+    collect(STATE_CFG, tmp_path, **SMALL)
+    with pytest.raises(envs.EnvError, match="seed=1"):
+        collect(STATE_CFG, tmp_path, **{**SMALL, "seed": 3})
+    with pytest.raises(envs.EnvError, match="env="):
+        collect(envs.env_config(STATE_CFG, action_block=3), tmp_path, **SMALL)
+
+
+def test_action_stats_and_lazy_shards(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "CACHED_SHARDS", 2)
+    collect(STATE_CFG, tmp_path, episodes=7, episode_len=4, seed=0, episodes_per_shard=1)
+    ds = Dataset(tmp_path)
+    assert not ds._cache
+    for i in range(len(ds)):
+        ds.episode(i)
+        assert len(ds._cache) <= 2
+    actions = ds.load_all()["actions"].reshape(-1, 4)
+    mean, std = ds.action_stats()
+    assert mean.shape == std.shape == (4,) and mean.dtype == np.float32
+    np.testing.assert_allclose(mean, actions.mean(0), atol=1e-6)
+    np.testing.assert_allclose(std, actions.std(0), rtol=1e-4)
+    assert np.all(np.abs(actions) <= 1)
+
+
+def test_errors(tmp_path):
+    with pytest.raises(envs.EnvError, match="meta.json missing"):
+        Dataset(tmp_path / "nothing")
+    with pytest.raises(envs.EnvError, match="episodes=0"):
+        collect(STATE_CFG, tmp_path, episodes=0, episode_len=3, seed=0)
+    with pytest.raises(envs.EnvError, match="'maze'"):
+        collect({"name": "maze"}, tmp_path, episodes=1, episode_len=1, seed=0)

@@ -1,0 +1,125 @@
+import envs  # noqa: I001  (first: sets MUJOCO_GL before MuJoCo loads)
+
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+from PIL import Image
+
+from envs.pointmaze import SUCCESS_RADIUS
+
+
+@pytest.fixture(scope="module", params=["pixels", "state"])
+def env(request):
+    env = envs.make("pointmaze", obs_type=request.param)
+    yield env
+    env.close()
+
+
+def test_reset_and_step_shapes_and_dtypes(env):
+    obs, info = env.reset(seed=0)
+    expected = ((64, 64, 3), np.uint8) if env.cfg.obs_type == "pixels" else ((4,), np.float32)
+    assert (obs.shape, obs.dtype) == expected
+    assert env.action_space.shape == (10,) and env.action_space.dtype == np.float32
+    assert info["state"].shape == (4,) and info["state"].dtype == np.float64
+    assert info["goal_obs"].shape == obs.shape and not info["success"] and info["distance"] >= SUCCESS_RADIUS
+    obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
+    assert (obs.shape, obs.dtype) == expected
+    assert reward == pytest.approx(-info["distance"]) and not terminated and not truncated
+    if env.cfg.obs_type == "state":
+        np.testing.assert_allclose(obs, info["state"], rtol=1e-6)
+
+
+def test_same_seed_same_task_and_trajectory(env):
+    actions = np.random.default_rng(0).uniform(-1, 1, (5, 10))
+    runs = []
+    for _ in range(2):
+        obs, info = env.reset(seed=7)
+        runs.append([obs, info["goal_state"]] + [env.step(a)[0] for a in actions])
+    for a, b in zip(*runs):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(env.reset(seed=8)[1]["goal_state"], runs[0][1])
+
+
+def test_set_state_round_trip_mid_trajectory(env):
+    """Restoring a state taken while the ball slides along a wall repeats the next steps exactly (pins a real
+    bug: MuJoCo's warm-started contact solver remembered the previous step, off by ~1e-19)."""
+    env.reset(seed=1)
+    env.set_state(np.array([-1.0, 1.0, 0.0, 0.0]))   # UMaze top corridor, just below its upper wall
+    along_the_wall = np.tile([0.3, 1.0], 5)
+    for _ in range(6):
+        env.step(along_the_wall)
+    assert env.data.ncon > 0
+    state = env.get_state()
+    first = [env.step(along_the_wall)[4]["state"] for _ in range(2)]
+    env.set_state(state)
+    np.testing.assert_array_equal(env.get_state(), state)
+    np.testing.assert_array_equal([env.step(along_the_wall)[4]["state"] for _ in range(2)], first)
+
+
+def test_goal_rendering_and_success(env):
+    obs, info = env.reset(seed=2)
+    goal = info["goal_state"]
+    np.testing.assert_array_equal(info["goal_obs"], env.observe_state(goal))
+    assert not np.array_equal(info["goal_obs"], obs)
+    np.testing.assert_array_equal(env.get_state(), info["state"])   # observing the goal left the env alone
+    assert env.is_success(goal, goal) and not env.is_success(info["state"], goal)
+    near, far = goal + [0.3, 0.35, 1.0, 0.0], goal + [0.3, 0.45, 0.0, 0.0]   # 0.46 and 0.54 away
+    assert env.is_success(near, goal) and not env.is_success(far, goal)
+    assert env.distance(far, goal) == pytest.approx(np.hypot(0.3, 0.45))
+
+
+def test_passes_gymnasium_env_checker(env):
+    check_env(env, skip_render_check=True)
+
+
+def test_top_down_camera_shows_the_ball_where_it_is():
+    env = envs.make("pointmaze", options={"layout": "Medium"})
+    env.reset(seed=0)
+    cells = env.grid.shape[0]   # the 8x8 maze fills the 64x64 frame: 8 px per cell
+    for xy in ([-2.5, 2.5], [1.5, -0.5], [2.5, -2.5]):
+        env.set_state(np.array([*xy, 0.0, 0.0]))
+        frame = env.render()
+        ball = (frame[..., 0] > 150) & (frame[..., 2] < 60)   # the yellow ball (walls and floor have blue > 90)
+        assert ball.sum() >= 8
+        rows, cols = np.nonzero(ball)
+        expected_col, expected_row = (xy[0] + cells / 2) * 64 / cells, (cells / 2 - xy[1]) * 64 / cells
+        assert abs(cols.mean() - expected_col) < 1.5 and abs(rows.mean() - expected_row) < 1.5
+    Image.fromarray(frame).save("/tmp/pointmaze.png")
+    env.close()
+
+
+@pytest.mark.parametrize("layout", ["UMaze", "Medium"])
+def test_data_policy_visits_every_free_cell(layout):
+    env = envs.make("pointmaze", obs_type="state", options={"layout": layout})
+    rng = np.random.default_rng(0)
+    visited = set()
+    for _ in range(10):
+        env.set_state(env.sample_state(rng))
+        for _ in range(500):
+            env._step_physics(env.data_action(rng))
+            visited.add(env.xy_cell(env.get_state()[:2]))
+    assert visited == {tuple(cell) for cell in env.free_cells}
+    env.close()
+
+
+def test_sampled_states_lie_in_free_cells_at_rest():
+    env = envs.make("pointmaze", obs_type="state", options={"layout": "Medium"})
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        state = env.sample_state(rng)
+        assert not env.grid[env.xy_cell(state[:2])] and np.array_equal(state[2:], [0.0, 0.0])
+    env.close()
+
+
+def test_bad_inputs_raise_env_error(env):
+    env.reset(seed=0)
+    with pytest.raises(envs.EnvError, match="action shape"):
+        env.step(np.zeros(2))
+    with pytest.raises(envs.EnvError, match="NaN"):
+        env.step(np.full(10, np.nan))
+    with pytest.raises(envs.EnvError, match="state"):
+        env.set_state(np.zeros(3))
+    with pytest.raises(envs.EnvError, match="UMaze, Medium"):
+        envs.make("pointmaze", options={"layout": "Large"})
+    with pytest.raises(envs.EnvError, match="layout"):
+        envs.make("pointmaze", options={"maze": "UMaze"})
