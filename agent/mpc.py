@@ -1,0 +1,230 @@
+"""Receding-horizon control: plan to the goal in latent space, execute the first steps, shift the plan, replan.
+
+One control step, for the episodes still running (B rows of an `envs.EnvBatch`):
+  1. encode their current observations -> starts (B, D); goals (B, D) were encoded once at reset;
+  2. ONE batched `planner.plan(model, start, goal, horizon, warm_start, iters)` call;
+  3. execute the first `replan_every` planner steps (each one env step = action_block native actions, mapped
+     back from the planner's normalised actions with `model.denormalize_actions`);
+  4. keep the unexecuted rest: shifted by the executed steps it is the next warm start (`shift_plan`).
+An episode ends at its first success (any step within the budget, the LeWM protocol) or when it has used the
+budget; ended episodes drop out of the batch and cost no more planner work. Tasks already solved at reset are
+flagged `trivial` and never run (envs redraw such tasks, so any that appear are counted and excluded).
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+
+class AgentError(ValueError):
+    """A bad MPC setting; the message is one line for the user."""
+
+
+@dataclass(frozen=True)
+class MPCConfig:
+    """Loop semantics, all counted in planner steps (= env steps; one env step executes action_block actions).
+
+    horizon: planner steps per plan (>= 1).
+    budget: env steps an episode may use (>= 1); success is checked after every one of them.
+    replan_every: planner steps executed from each plan before replanning, 1..horizon (1 = classic MPC).
+    warm_start: start each replan from the previous plan shifted by the executed steps (False: cold restarts).
+    stop_on_success: end an episode at its first success (True, the LeWM protocol). False runs every episode for
+        the full budget, so `success_final` scores the last state as DINO-WM does; with True it equals `success`.
+    """
+
+    horizon: int
+    budget: int
+    replan_every: int = 1
+    warm_start: bool = True
+    stop_on_success: bool = True
+
+    def __post_init__(self):
+        if self.horizon < 1:
+            raise AgentError(f"mpc.horizon={self.horizon}: must be >= 1 planner step")
+        if self.budget < 1:
+            raise AgentError(f"mpc.budget={self.budget}: must be >= 1 env step")
+        if not 1 <= self.replan_every <= self.horizon:
+            raise AgentError(f"mpc.replan_every={self.replan_every}: must be in [1, horizon={self.horizon}]")
+
+
+def _interpolate(anchor: torch.Tensor, goal: torch.Tensor, n: int) -> torch.Tensor:
+    """n points on the line anchor -> goal at fractions 1/(n+1) .. n/(n+1), so the goal itself is point n+1."""
+    frac = torch.arange(1, n + 1, dtype=anchor.dtype, device=anchor.device) / (n + 1)  # (n,)
+    return anchor[:, None] + frac[None, :, None] * (goal - anchor)[:, None]  # (B, n, D)
+
+
+def shift_plan(plan, steps: int, start: torch.Tensor, goal: torch.Tensor, model=None):
+    """The warm start for the next solve after `steps` planner steps of `plan` were executed.
+
+    Actions (B, H, A): shifted left by `steps`; the new tail is padded with zeros, i.e. the dataset-mean action in
+    the normalised space - the same value a cold start uses, so the tail carries no stale intent.
+    Virtual states (B, H-1, D), s_1..s_{H-1}: the executed ones are dropped, the kept ones s_{steps+1}.. move to
+    the front and the `steps` new tail states are spread on the line from the last kept state (or the new start)
+    to the goal, which the new plan reaches at s_H, as in a cold start.
+    Consistency: if `model` is given the kept states are NOT the plan's virtual states but the rollout of the
+    kept actions from the new `start` (B, D). Use this when the plan's actions are a best-by-rollout incumbent
+    while its states come from a later iterate: shifting such states next to those actions leaves the pair
+    inconsistent (design doc grasp.md section 7 measured -8 points of success). Both come from one plan then.
+    """
+    actions = plan.actions
+    B, H, A = actions.shape
+    shifted = torch.cat([actions[:, steps:], actions.new_zeros(B, min(steps, H), A)], dim=1)  # (B, H, A)
+    states = plan.states
+    if states is not None:
+        n_kept = max(H - 1 - steps, 0)
+        if model is None:
+            kept = states[:, steps:]  # (B, n_kept, D)
+        else:
+            with torch.no_grad():
+                kept = model.rollout(start, shifted[:, :n_kept]) if n_kept else states[:, :0]
+        anchor = kept[:, -1] if n_kept else start
+        states = torch.cat([kept, _interpolate(anchor, goal, H - 1 - n_kept)], dim=1)  # (B, H-1, D)
+    return dataclasses.replace(plan, actions=shifted, states=states)
+
+
+def select_rows(plan, rows: torch.Tensor):
+    """The plan restricted to the problems `rows` (indices into its batch axis)."""
+    return dataclasses.replace(
+        plan, actions=plan.actions[rows], cost=plan.cost[rows], nonfinite=plan.nonfinite[rows],
+        states=None if plan.states is None else plan.states[rows],
+        diagnostics={k: v[:, rows] for k, v in plan.diagnostics.items()})
+
+
+@dataclass
+class Episode:
+    """What one episode did. Distances are the env's task distance, at reset and after every env step."""
+
+    seed: int
+    trivial: bool  # solved at reset: never run, excluded from every rate
+    distances: list[float]
+    success: bool = False  # goal reached after any env step within the budget
+    success_final: bool = False  # goal satisfied by the last state
+    steps: int = 0  # env steps executed
+    time_to_success_s: float | None = None  # wall clock from the first plan to the success (shared by the batch)
+    plan_time_s: float = 0.0  # wall clock of the batched planner calls this episode took part in
+    control_steps: int = 0
+    iters: int = 0  # planner iterations summed over its solves
+    nonfinite_plans: int = 0  # solves whose plan was not finite; the mean action (zeros) was executed instead
+    frames: list[np.ndarray] = field(default_factory=list)  # rendered frames, only for recorded episodes
+    goal_frame: np.ndarray | None = None
+    first_plan: dict[str, torch.Tensor] = field(default_factory=dict)  # recorded episodes: latents of plan 1
+
+    @property
+    def final_distance(self) -> float:
+        return self.distances[-1]
+
+
+@dataclass
+class PlanRecord:
+    """One batched solve: which episodes, warm or cold, its wall clock and the planner's diagnostics (iters, B)."""
+
+    control_step: int
+    rows: list[int]
+    warm: bool
+    seconds: float
+    iters: int
+    cost: torch.Tensor
+    diagnostics: dict[str, torch.Tensor]
+
+
+class MPCAgent:
+    """Runs batches of episodes with one planner and one world model (frozen, eval mode).
+
+    The planner picks its iteration budget: `planner.iters` for the first (cold) solve of an episode,
+    `planner.iters_warm` for warm-started ones.
+    resync_states: re-initialise the shifted virtual states from the rollout of the shifted actions
+        (see `shift_plan`); needed when the planner returns best-by-rollout actions beside later states.
+    """
+
+    def __init__(self, model, planner, cfg: MPCConfig, generator: torch.Generator | None = None,
+                 resync_states: bool = True):
+        self.model, self.planner, self.cfg = model, planner, cfg
+        self.generator, self.resync_states = generator, resync_states
+
+    @torch.no_grad()
+    def encode(self, obs: np.ndarray) -> torch.Tensor:
+        return self.model.encode(torch.as_tensor(obs, device=self.model.device))  # (N, D)
+
+    def run(self, envs, seeds: list[int], options_list: list[dict] | None = None, record: list[bool] | None = None,
+            on_plan=None) -> tuple[list[Episode], list[PlanRecord]]:
+        """Run len(seeds) episodes at once in `envs` (an EnvBatch of that size; `options_list` goes to its reset).
+        `record[i]` keeps episode i's frames, goal frame and first plan's latents; `on_plan(record)` is called
+        after every solve."""
+        cfg, model = self.cfg, self.model
+        n = len(seeds)
+        record = record or [False] * n
+        obs, info = envs.reset(seeds, options_list)
+        goal = self.encode(info["goal_obs"])  # (n, D)
+        episodes = [Episode(seed=int(s), trivial=bool(info["success"][i]), distances=[float(info["distance"][i])])
+                    for i, s in enumerate(seeds)]
+        pixels = obs.ndim == 4  # pixel observations are the frames; state observations need rendering
+        if any(record):
+            frames = obs if pixels else envs.render()
+            for i in np.flatnonzero(record):
+                episodes[i].frames.append(frames[i])
+                episodes[i].goal_frame = (info["goal_obs"][i] if pixels
+                                          else envs.envs[i].render_state(info["goal_state"][i]))
+        done = np.array([e.trivial for e in episodes])
+        records: list[PlanRecord] = []
+        prev, prev_rows, executed = None, None, 0  # the last plan, its episodes, planner steps executed from it
+        t0 = time.perf_counter()
+        control_step = 0
+        while not done.all():
+            rows = np.flatnonzero(~done)
+            start = self.encode(obs[rows])  # (b, D)
+            warm = None
+            if cfg.warm_start and prev is not None:
+                keep = torch.as_tensor(np.searchsorted(prev_rows, rows))
+                warm = shift_plan(select_rows(prev, keep), executed, start, goal[rows],
+                                  model if self.resync_states else None)
+            tic = time.perf_counter()
+            plan = self.planner.plan(model, start, goal[rows], cfg.horizon, warm_start=warm, generator=self.generator)
+            seconds = time.perf_counter() - tic
+            rec = PlanRecord(control_step, rows.tolist(), warm is not None, seconds, int(plan.iters),
+                             plan.cost.detach().cpu(), {k: v.detach().cpu() for k, v in plan.diagnostics.items()})
+            records.append(rec)
+            if on_plan is not None:
+                on_plan(rec)
+            actions = torch.where(plan.nonfinite[:, None, None], 0.0, plan.actions)  # (b, H, A) normalised
+            native = model.denormalize_actions(actions).detach().cpu().numpy().astype(np.float32)
+            for j, i in enumerate(rows):
+                e = episodes[i]
+                e.plan_time_s += seconds
+                e.control_steps += 1
+                e.iters += int(plan.iters)
+                e.nonfinite_plans += int(plan.nonfinite[j])
+                if record[i] and not e.first_plan:
+                    e.first_plan = self._plan_latents(plan, start, j)
+            for executed in range(1, cfg.replan_every + 1):
+                step_actions = np.zeros((n, native.shape[-1]), np.float32)
+                step_actions[rows] = native[:, executed - 1]
+                obs, _, _, _, info = envs.step(step_actions, ~done)
+                frames = obs if pixels or not any(record) else envs.render()
+                now = time.perf_counter() - t0
+                for i in np.flatnonzero(~done):
+                    e = episodes[i]
+                    e.steps += 1
+                    e.distances.append(float(info["distance"][i]))
+                    e.success_final = bool(info["success"][i])
+                    if e.success_final and not e.success:
+                        e.success, e.time_to_success_s = True, now
+                    if record[i]:
+                        e.frames.append(frames[i])
+                    done[i] = e.steps >= cfg.budget or (cfg.stop_on_success and e.success)
+                if done.all():
+                    break
+            prev, prev_rows = plan, rows
+            control_step += 1
+        return episodes, records
+
+    @torch.no_grad()
+    def _plan_latents(self, plan, start: torch.Tensor, j: int) -> dict[str, torch.Tensor]:
+        """Latents of problem j's plan for pictures: the virtual states (if any) and the model's rollout."""
+        out = {"rollout": self.model.rollout(start[j:j + 1], plan.actions[j:j + 1])[0].cpu()}  # (H, D)
+        if plan.states is not None:
+            out["virtual"] = plan.states[j].detach().cpu()  # (H-1, D)
+        return out

@@ -1,0 +1,447 @@
+"""Planner benchmark: success and time to success of every planner over horizons, on identical tasks and one model.
+
+    python benchmarks/planners.py [env=NAME] [planners=[grasp,cem,gd,mppi,latco]] [horizons=[5,10,20,30]]
+        [episodes=N] [seed=S] [logdir=DIR] [mode=open_loop|mpc] [checkpoint=PATH] [budget=field|equal_time]
+    torchrun --nproc_per_node=K benchmarks/planners.py ...     (episodes shared among K processes)
+                                                               (defaults: configs/benchmark.yaml)
+Tasks: a horizon-H task starts at a sampled state and its goal is where the env's data policy goes in H planner
+steps (env goal_mode=trajectory, goal_steps = H * action_block native steps). Episode i has the same seed, hence
+the same task, for every planner; its start state is also the same at every horizon.
+  open_loop: one plan at horizon H from the start, all H planner steps executed. success = the goal reached after
+      ANY of the H steps (LeWM protocol); success_final = reached at the last step (DINO-WM protocol).
+  mpc: the MPC agent (agent/mpc.py) at horizon H with a budget of mpc.budget_factor * H env steps, ending at the
+      first success; warm re-plans use the planner's warm iterations.
+Both modes run through `agent.MPCAgent` (open loop is the agent with budget = replan_every = H, no warm start).
+Budgets: `field` runs each planner with its config's iterations (cold `iters`, warm `iters_warm`); `equal_time`
+gives every planner `time_per_plan` seconds per plan call: each planner is timed at each horizon on a warm-up
+batch (PROBE_FRACTION of its field iterations; per-call overhead counts as iteration time, so the derived counts
+err low) and runs floor(time_per_plan / seconds per iteration) iterations, cold and warm alike.
+Times: wall clock of batched plan calls on `batch` problems, one torch thread per process; time to success runs
+from the episode's first plan call to the env step that reached the goal, median over successful episodes.
+
+Outputs in DIR: cells/<planner>-H<h>-<mode>.json (one per finished cell, written atomically; a rerun with the same
+arguments skips them), budgets.json (timings and iteration counts, reused on rerun), results.json, results.md
+(the paper's layout), results.png, and TensorBoard runs tb/<cell> with HParams (`tensorboard --logdir DIR/tb`).
+"""
+import os
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+import dataclasses
+import json
+import math
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+from PIL import Image, ImageDraw, ImageFont
+from tqdm import tqdm
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # before this file's folder: `planners` is the package
+import configs  # noqa: E402
+import envs  # noqa: E402
+import evaluate  # noqa: E402
+import planners  # noqa: E402
+from agent import MPCAgent, MPCConfig, sharding  # noqa: E402
+from agent.logging import EvalLogger  # noqa: E402
+from configs import ConfigError  # noqa: E402
+
+MODES, BUDGETS = ("open_loop", "mpc"), ("field", "equal_time")
+PROBE_FRACTION = 0.1
+Z95 = 1.959964
+TIMING_KEYS = ("median_time_to_success_s", "mean_plan_time_s", "sec_per_iter", "time_to_success_s", "plan_time_s")
+PROTOCOL = {"open_loop": "one plan at horizon H, all H planner steps executed; success: goal reached after any of "
+                         "them (LeWM); success_final: at the last one (DINO-WM)",
+            "mpc": "MPC agent at horizon H, budget {factor} * H env steps, ends at first success; success: goal "
+                   "reached after any step within the budget (LeWM)"}
+
+
+def wilson(successes: int, n: int, z: float = Z95) -> list[float] | None:
+    """95% Wilson score interval of a success rate; None without episodes."""
+    if n == 0:
+        return None
+    p, z2 = successes / n, z * z
+    centre, half = (p + z2 / (2 * n)) / (1 + z2 / n), z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    return [max(0.0, centre - half), min(1.0, centre + half)]
+
+
+def cell_name(planner: str, horizon: int, mode: str) -> str:
+    return f"{planner}-H{horizon}-{mode}"
+
+
+def write_json(path: Path, data) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    evaluate.write_json(path, data)
+
+
+# ---- configuration ------------------------------------------------------------------------------------------------
+def planner_configs(cfg) -> dict[str, dict]:
+    """name -> full planner config (configs/planner/<base>.yaml with the variant's overrides), each checked."""
+    variants = OmegaConf.to_container(cfg.variants, resolve=True)
+    names = list(cfg.planners)
+    if not names or len(set(names)) != len(names):
+        raise ConfigError(f"planners={names}: expected a non-empty list of distinct names")
+    out = {}
+    for name in names:
+        overrides = dict(variants.get(name, {"base": name}))
+        base = overrides.pop("base", None)
+        if base not in planners.PLANNERS or (name in variants and name in planners.PLANNERS):
+            raise ConfigError(f"unknown planner {name!r}; choose from {', '.join(planners.PLANNERS)} or the variants "
+                              f"{', '.join(variants)}")
+        field = OmegaConf.to_container(OmegaConf.load(configs.CONFIG_DIR / "planner" / f"{base}.yaml"))["planner"]
+        out[name] = {**field, **overrides}
+        planners.make(out[name])  # raises PlannerError naming a bad key or value
+    return out
+
+
+def check(cfg) -> tuple[envs.EnvConfig, list[int]]:
+    env_cfg = envs.env_config(OmegaConf.to_container(cfg.env, resolve=True))
+    horizons = cfg.horizons if cfg.horizons is not None else cfg.default_horizons.get(env_cfg.name)
+    if horizons is None:
+        raise ConfigError(f"no default horizons for env {env_cfg.name!r}; pass horizons=[...]")
+    horizons = list(horizons)
+    if not horizons or not all(isinstance(h, int) and not isinstance(h, bool) and h >= 1 for h in horizons):
+        raise ConfigError(f"horizons={horizons}: expected a non-empty list of ints >= 1")
+    for key, accepted in (("mode", MODES), ("budget", BUDGETS)):
+        if cfg[key] not in accepted:
+            raise ConfigError(f"{key}={cfg[key]!r}: choose one of {', '.join(accepted)}")
+    for key in ("episodes", "batch", "mpc.budget_factor"):
+        if OmegaConf.select(cfg, key) < 1:
+            raise ConfigError(f"{key}={OmegaConf.select(cfg, key)}: must be >= 1")
+    if cfg.time_per_plan <= 0:
+        raise ConfigError(f"time_per_plan={cfg.time_per_plan}: must be > 0 seconds")
+    return env_cfg, horizons
+
+
+def mpc_config(cfg, horizon: int) -> MPCConfig:
+    if cfg.mode == "open_loop":
+        return MPCConfig(horizon=horizon, budget=horizon, replan_every=horizon, warm_start=False,
+                         stop_on_success=False)
+    return MPCConfig(horizon=horizon, budget=cfg.mpc.budget_factor * horizon, replan_every=cfg.mpc.replan_every,
+                     warm_start=cfg.mpc.warm_start)
+
+
+# ---- iteration budgets -----------------------------------------------------------------------------------------------
+def probe(model, configs_: dict[str, dict], horizons: list[int], start, goal) -> dict[str, float]:
+    """Seconds per iteration of each planner at each horizon on the warm-up problems start/goal (B, D)."""
+    out = {}
+    for name, pcfg in configs_.items():
+        planner = planners.make(pcfg)
+        planner.plan(model, start, goal, horizons[0], iters=1)  # first-call allocations are not iterations
+        for h in horizons:
+            n = max(1, math.ceil(PROBE_FRACTION * pcfg["iters"]))
+            tic = time.perf_counter()
+            planner.plan(model, start, goal, h, iters=n)
+            out[f"{name}-H{h}"] = (time.perf_counter() - tic) / n
+    return out
+
+
+def budgets(cfg, logdir: Path, model, configs_, horizons, tasks) -> dict[str, dict]:
+    """'<planner>-H<h>' -> {sec_per_iter, iters, iters_warm}, from DIR/budgets.json when it has them (a resumed
+    sweep keeps its iteration counts), else timed now and added to it."""
+    path = logdir / "budgets.json"
+    settings = {"budget": cfg.budget, "time_per_plan": cfg.time_per_plan, "batch": cfg.batch}
+    saved = json.loads(path.read_text()) if path.exists() else {}
+    entries = saved.get("entries", {}) if saved.get("settings") == settings else {}
+    missing = {name: pcfg for name, pcfg in configs_.items() if any(f"{name}-H{h}" not in entries for h in horizons)}
+    if missing:
+        n = min(cfg.batch, cfg.episodes)
+        obs = np.stack([tasks(horizons[0], i)[2] for i in range(n)])
+        goal_obs = np.stack([tasks(horizons[0], i)[3] for i in range(n)])
+        with torch.no_grad():
+            start, goal = model.encode(torch.as_tensor(obs)), model.encode(torch.as_tensor(goal_obs))
+        for key, spi in probe(model, missing, horizons, start, goal).items():
+            pcfg = configs_[key.rsplit("-H", 1)[0]]
+            if cfg.budget == "field":
+                iters, iters_warm = pcfg["iters"], pcfg["iters_warm"]
+            else:
+                iters = iters_warm = max(1, int(cfg.time_per_plan / spi))
+            entries[key] = {"sec_per_iter": spi, "iters": iters, "iters_warm": iters_warm}
+        write_json(path, {"settings": settings, "entries": entries})
+    return entries
+
+
+def eta_seconds(cfg, todo, entries, world: int) -> float:
+    """Planner time of the unfinished cells (mpc: as if every episode used its whole budget, an upper bound)."""
+    chunks = math.ceil(math.ceil(cfg.episodes / cfg.batch) / world)
+    total = 0.0
+    for name, h in todo:
+        b = entries[f"{name}-H{h}"]
+        warm_calls = 0 if cfg.mode == "open_loop" else math.ceil(cfg.mpc.budget_factor * h / cfg.mpc.replan_every) - 1
+        total += chunks * b["sec_per_iter"] * (b["iters"] + warm_calls * b["iters_warm"])
+    return total
+
+
+# ---- running cells ---------------------------------------------------------------------------------------------------
+class Tasks:
+    """(start_state, goal_state, start_obs, goal_obs) of episode i at horizon h, drawn by an env with
+    goal_mode=trajectory and goal_steps = h * action_block from the episode's seed; cached."""
+
+    def __init__(self, env_cfg: envs.EnvConfig, seeds: list[int]):
+        self.env_cfg, self.seeds, self.cache, self.envs = env_cfg, seeds, {}, {}
+
+    def __call__(self, h: int, i: int):
+        if (h, i) not in self.cache:
+            if h not in self.envs:
+                self.envs[h] = envs.make(self.env_cfg, goal_mode="trajectory", goal_steps=h * self.env_cfg.action_block)
+            obs, info = self.envs[h].reset(seed=self.seeds[i])
+            self.cache[h, i] = (info["state"], info["goal_state"], obs, info["goal_obs"])
+        return self.cache[h, i]
+
+    def close(self):
+        for env in self.envs.values():
+            env.close()
+
+
+def episode_row(index: int, e) -> dict:
+    return {"index": index, "seed": e.seed, "trivial": e.trivial, "success": e.success,
+            "success_final": e.success_final, "steps": e.steps, "final_distance": e.final_distance,
+            "time_to_success_s": e.time_to_success_s, "plan_time_s": e.plan_time_s,
+            "control_steps": e.control_steps, "iters": e.iters, "nonfinite_plans": e.nonfinite_plans}
+
+
+def run_cell(cfg, shard, model, planner, mpc: MPCConfig, h: int, tasks: Tasks, seeds, batches, bar):
+    """This rank's chunks of the cell: [(chunk index, (episode rows, plan records))]."""
+    out = []
+    for k, chunk in shard.chunks(cfg.episodes, cfg.batch):
+        if len(chunk) not in batches:
+            batches[len(chunk)] = envs.EnvBatch(tasks.env_cfg, len(chunk))
+        options = [{"start_state": tasks(h, i)[0], "goal_state": tasks(h, i)[1]} for i in chunk]
+        agent = MPCAgent(model, planner, mpc, generator=sharding.chunk_generator(cfg.seed, k, cfg.device))
+        eps, recs = agent.run(batches[len(chunk)], [seeds[i] for i in chunk], options)
+        out.append((k, ([episode_row(i, e) for i, e in zip(chunk, eps)], recs)))
+        bar.update(len(chunk))
+    return out
+
+
+def summarize(episodes: list[dict], records) -> dict:
+    counted = [e for e in episodes if not e["trivial"]]
+    wins = sum(e["success"] for e in counted)
+    finals = sum(e["success_final"] for e in counted)
+    times = [e["time_to_success_s"] for e in counted if e["success"]]
+    n = len(counted)
+    return {"episodes": len(episodes), "excluded_trivial": len(episodes) - n, "successes": wins,
+            "success_rate": wins / n if n else None, "success_ci95": wilson(wins, n),
+            "success_final_rate": finals / n if n else None, "success_final_ci95": wilson(finals, n),
+            "median_time_to_success_s": statistics.median(times) if times else None,
+            "mean_plan_time_s": statistics.fmean(r.seconds for r in records) if records else None,
+            "plan_calls": len(records),
+            "mean_iters_per_call": statistics.fmean(r.iters for r in records) if records else None,
+            "mean_steps": statistics.fmean(e["steps"] for e in counted) if counted else None,
+            "mean_final_distance": statistics.fmean(e["final_distance"] for e in counted) if counted else None,
+            "nonfinite_plans": sum(e["nonfinite_plans"] for e in episodes)}
+
+
+def log_cell(logdir: Path, name: str, row: dict, key: dict, records) -> None:
+    """One TensorBoard run per cell: planner curves (plan/, perf/), eval/ metrics and its HParams entry."""
+    run_dir = logdir / "tb" / name
+    shutil.rmtree(run_dir, ignore_errors=True)  # leftovers of an interrupted attempt at this cell
+    logger = EvalLogger(str(run_dir))
+    for rec in records:
+        logger.solve(rec)
+    metrics = {k: row[k] for k in ("success_rate", "success_final_rate", "median_time_to_success_s",
+                                   "mean_plan_time_s") if row[k] is not None}
+    hparams = {"env": key["env"]["name"], "planner": row["planner"], "base": key["planner"]["name"],
+               "horizon": row["horizon"], "mode": row["mode"], "budget": key["budget"], "episodes": row["episodes"],
+               "seed": key["seed"], "checkpoint": key["checkpoint"], "mpc.budget": key["mpc"]["budget"],
+               **{f"planner.{k}": v for k, v in key["planner"].items()}}
+    logger.finish(metrics, hparams, json.dumps(key, indent=1))
+
+
+# ---- outputs ---------------------------------------------------------------------------------------------------------
+def fmt(value, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def markdown(res: dict) -> str:
+    rows = {(r["planner"], r["horizon"]): r for r in res["rows"]}
+    names, horizons = res["planners"], res["horizons"]
+
+    def table(cell) -> list[str]:
+        lines = [f"| H | {' | '.join(names)} |", "|---:|" + "---|" * len(names)]
+        return lines + [f"| {h} | " + " | ".join(cell(rows[n, h]) for n in names) + " |" for h in horizons]
+
+    pct = lambda v: fmt(None if v is None else 100 * v, ".1f")  # noqa: E731
+    ci = lambda v: "-" if v is None else f"{100 * v[0]:.1f}-{100 * v[1]:.1f}"  # noqa: E731
+    budget = ("each planner's config iterations (cold / warm)" if res["budget"] == "field" else
+              f"equal time: {res['time_per_plan']} s per plan call; iterations = floor(time_per_plan / seconds per "
+              f"iteration timed on a warm-up batch)")
+    out = [f"# Planner benchmark: {res['env']}, {res['mode']}, budget={res['budget']}", "",
+           f"Protocol: {res['protocol']}. {res['episodes']} episodes per cell, identical tasks for every planner; "
+           f"trivial tasks (solved at reset) excluded: {sum(r['excluded_trivial'] for r in res['rows'])} in all.",
+           f"World model: `{res['checkpoint']}`. Times: wall clock of batched plan calls on {res['batch']} problems, "
+           f"1 torch thread per process, {res['processes']} process(es).", "",
+           "## Success % / median seconds to success (over successful episodes; - : none)", "",
+           *table(lambda r: f"{pct(r['success_rate'])} / {fmt(r['median_time_to_success_s'], '.2f')}"), "",
+           "## 95% Wilson interval of success (%)", "", *table(lambda r: ci(r["success_ci95"])), ""]
+    if res["mode"] == "open_loop":
+        out += ["## Success at the last step % (DINO-WM protocol) [95% interval]", "",
+                *table(lambda r: f"{pct(r['success_final_rate'])} [{ci(r['success_final_ci95'])}]"), ""]
+    out += [f"## Budget: {budget}", "", "Cells: iterations cold / warm, timed seconds per iteration, measured mean "
+            "seconds per plan call.", "",
+            *table(lambda r: f"{r['iters']} / {r['iters_warm']} it, {fmt(r['sec_per_iter'], '.3g')} s/it, "
+                             f"{fmt(r['mean_plan_time_s'], '.2f')} s/call"), "",
+            f"Command: `{res['command']}`", "", f"Git commit: `{res['git_commit']}`", ""]
+    return "\n".join(out)
+
+
+COLORS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
+          (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207)]
+
+
+def plot(res: dict, path: Path) -> None:
+    """Two panels drawn with PIL (matplotlib is not a dependency): success % with 95% intervals, and median
+    seconds to success, against the horizon; one colour per planner."""
+    font = ImageFont.load_default(size=13)
+    img = Image.new("RGB", (1000, 440), "white")
+    draw = ImageDraw.Draw(img)
+    rows = {(r["planner"], r["horizon"]): r for r in res["rows"]}
+    hs = res["horizons"]
+    times = [r["median_time_to_success_s"] for r in res["rows"] if r["median_time_to_success_s"] is not None]
+    panels = [("success % (95% interval)", 100.0,
+               lambda r: None if r["success_rate"] is None else 100 * r["success_rate"],
+               lambda r: None if r["success_ci95"] is None else [100 * v for v in r["success_ci95"]]),
+              ("median s to success", max(times, default=1.0) * 1.1 or 1.0, lambda r: r["median_time_to_success_s"],
+               lambda r: None)]
+    for p, (title, top, value, interval) in enumerate(panels):
+        x0, x1, y0, y1 = 70 + p * 500, 460 + p * 500, 60, 390
+        sx = lambda h: x0 + 20 + (x1 - x0 - 40) * ((h - hs[0]) / (hs[-1] - hs[0]) if len(hs) > 1 else 0.5)  # noqa
+        sy = lambda v: y1 - (y1 - y0) * v / top  # noqa: E731
+        draw.rectangle((x0, y0, x1, y1), outline="black")
+        draw.text(((x0 + x1) / 2, y0 - 10), title, fill="black", font=font, anchor="md")
+        for i in range(6):
+            v = top * i / 5
+            draw.line((x0 - 4, sy(v), x0, sy(v)), fill="black")
+            draw.text((x0 - 6, sy(v)), f"{v:.3g}", fill="black", font=font, anchor="rm")
+        for h in hs:
+            draw.line((sx(h), y1, sx(h), y1 + 4), fill="black")
+            draw.text((sx(h), y1 + 6), str(h), fill="black", font=font, anchor="ma")
+        draw.text(((x0 + x1) / 2, y1 + 24), "horizon H (planner steps)", fill="black", font=font, anchor="ma")
+        for j, name in enumerate(res["planners"]):
+            color, points = COLORS[j % len(COLORS)], []
+            for k, h in enumerate(hs):
+                r = rows[name, h]
+                if value(r) is None:
+                    continue
+                x = sx(h) + 3 * (j - len(res["planners"]) / 2)  # small offsets keep intervals apart
+                points.append((x, sy(value(r))))
+                if interval(r) is not None:
+                    draw.line((x, sy(interval(r)[0]), x, sy(interval(r)[1])), fill=color)
+                draw.ellipse((x - 3, sy(value(r)) - 3, x + 3, sy(value(r)) + 3), fill=color)
+            if len(points) > 1:
+                draw.line(points, fill=color, width=2)
+    for j, name in enumerate(res["planners"]):
+        x = 70 + j * 130
+        draw.line((x, 20, x + 20, 20), fill=COLORS[j % len(COLORS)], width=3)
+        draw.text((x + 25, 20), name, fill="black", font=font, anchor="lm")
+    draw.text((990, 20), f"{res['env']}, {res['mode']}, budget={res['budget']}", fill="black", font=font, anchor="rm")
+    img.save(path)
+
+
+def git_state() -> str | None:
+    commit = evaluate.git_commit()
+    if commit is None:
+        return None
+    dirty = subprocess.run(["git", "-C", str(evaluate.REPO), "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True).stdout.strip()
+    return commit + (" (with uncommitted changes)" if dirty else "")
+
+
+# ---- entry point --------------------------------------------------------------------------------------------------
+def run(cfg, shard: sharding.Shard = sharding.Shard(), argv=()) -> dict | None:
+    env_cfg, horizons = check(cfg)
+    configs_ = planner_configs(cfg)
+    model, meta, checkpoint = evaluate.load_world_model(cfg, env_cfg)
+    torch.set_num_threads(1)  # times compare planners, so every process plans on one thread; scale with torchrun
+    logdir = Path(cfg.logdir or f"runs/bench/{env_cfg.name}-{cfg.mode}-{cfg.budget}")
+    seeds = evaluate.episode_seeds(cfg.seed, cfg.episodes)
+    tasks = Tasks(env_cfg, seeds)
+    if shard.main:
+        entries = budgets(cfg, logdir, model, configs_, horizons, tasks)
+    shard.barrier()  # the other ranks read the budgets rank 0 wrote
+    entries = json.loads((logdir / "budgets.json").read_text())["entries"]
+
+    cells, keys = [(name, h) for h in horizons for name in configs_], {}
+    for name, h in cells:
+        pcfg = {**configs_[name], "iters": entries[f"{name}-H{h}"]["iters"],
+                "iters_warm": entries[f"{name}-H{h}"]["iters_warm"]}
+        task_env = envs.env_config(env_cfg, goal_mode="trajectory", goal_steps=h * env_cfg.action_block)
+        keys[name, h] = {"env": dataclasses.asdict(task_env), "checkpoint": str(checkpoint), "seed": cfg.seed,
+                         "episodes": cfg.episodes, "batch": cfg.batch, "budget": cfg.budget, "planner": pcfg,
+                         "mpc": dataclasses.asdict(mpc_config(cfg, h))}
+    todo = []
+    for name, h in cells:
+        path = logdir / "cells" / f"{cell_name(name, h, cfg.mode)}.json"
+        if not path.exists():
+            todo.append((name, h))
+        elif json.loads(path.read_text())["key"] != json.loads(json.dumps(keys[name, h])):
+            raise ConfigError(f"{path} was made with other settings; use another logdir or delete that file")
+    if shard.main:
+        print(f"{len(cells) - len(todo)} of {len(cells)} cells done in {logdir}; {len(todo)} to run on "
+              f"{shard.world} process(es)")
+        for name in configs_:
+            print(f"  {name}: iterations per horizon (cold/warm) " + ", ".join(
+                f"H{h} {entries[f'{name}-H{h}']['iters']}/{entries[f'{name}-H{h}']['iters_warm']}" for h in horizons))
+        print(f"ETA ~{eta_seconds(cfg, todo, entries, shard.world) / 60:.1f} min of planning (timed at start"
+              + ("; mpc: as if every episode used its whole budget, an upper bound)" if cfg.mode == "mpc" else ")"))
+
+    batches: dict[int, envs.EnvBatch] = {}
+    mine = sum(len(c) for _, c in shard.chunks(cfg.episodes, cfg.batch))
+    with tqdm(total=mine * len(todo), unit="ep", disable=not shard.main) as bar:
+        for name, h in todo:
+            bar.set_description(cell_name(name, h, cfg.mode))
+            key = keys[name, h]
+            planner = planners.make(key["planner"])
+            parts = shard.gather(run_cell(cfg, shard, model, planner, mpc_config(cfg, h), h, tasks, seeds, batches,
+                                          bar))
+            if not shard.main:
+                continue
+            merged = sharding.merge_chunks(parts)
+            episodes = [e for eps, _ in merged for e in eps]
+            records = [r for _, recs in merged for r in recs]
+            row = {"planner": name, "horizon": h, "mode": cfg.mode, **summarize(episodes, records),
+                   "iters": key["planner"]["iters"], "iters_warm": key["planner"]["iters_warm"],
+                   "sec_per_iter": entries[f"{name}-H{h}"]["sec_per_iter"]}
+            log_cell(logdir, cell_name(name, h, cfg.mode), row, key, records)
+            write_json(logdir / "cells" / f"{cell_name(name, h, cfg.mode)}.json",
+                       {"row": row, "key": key, "per_episode": episodes})
+    for batch in batches.values():
+        batch.close()
+    tasks.close()
+    if not shard.main:
+        return None
+
+    rows = [json.loads((logdir / "cells" / f"{cell_name(n, h, cfg.mode)}.json").read_text())["row"]
+            for h in horizons for n in configs_]
+    launcher = (f"torchrun --nproc_per_node={shard.world} " if shard.world > 1 else "python ")
+    results = {"env": env_cfg.name, "mode": cfg.mode, "budget": cfg.budget, "time_per_plan": cfg.time_per_plan,
+               "checkpoint": str(checkpoint), "seed": cfg.seed, "episodes": cfg.episodes, "batch": cfg.batch,
+               "horizons": horizons, "planners": list(configs_), "processes": shard.world,
+               "protocol": PROTOCOL[cfg.mode].format(factor=cfg.mpc.budget_factor),
+               "command": launcher + shlex.join(["benchmarks/planners.py", *argv]), "git_commit": git_state(),
+               "versions": evaluate.versions(), "rows": rows, "config": OmegaConf.to_container(cfg, resolve=True)}
+    write_json(logdir / "results.json", results)
+    (logdir / "results.md").write_text(markdown(results))
+    plot(results, logdir / "results.png")
+    print("\n" + markdown(results).split("## 95%")[0].split("\n\n", 2)[2])
+    print(f"results: {logdir / 'results.md'}\nTensorBoard: tensorboard --logdir {logdir / 'tb'}")
+    return results
+
+
+USER_ERRORS = evaluate.USER_ERRORS
+
+
+def main(argv: list[str]) -> int:
+    with sharding.from_env() as shard:
+        return configs.main(lambda cfg: run(cfg, shard, argv), "benchmark", argv, user_errors=USER_ERRORS)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,88 @@
+"""Train speed: seconds per world-model training step for each env's training config (configs/train.yaml merged
+with configs/env/<env>.yaml), on synthetic batches of the right shapes (no data collection).
+
+    python benchmarks/train_speed.py [envs=wall,pointmaze,reacher,pusht] [steps=20]
+
+One step = forward (encode all frames, open-loop predictions), regulariser, backward, AdamW, exactly train.py's
+`train_step`. Reports the median over `steps` timed steps after 3 warm-up steps, and the time the env's
+`train.steps` would take at that speed. Envs whose config or module is not there yet are skipped. Prints a
+markdown table.
+"""
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import configs  # noqa: E402
+import envs  # noqa: E402
+import train  # noqa: E402
+from worldmodels import JEPA, ModelConfig  # noqa: E402
+
+WARMUP = 3
+
+
+def parse(argv: list[str]) -> dict:
+    args = {"envs": ",".join(envs.ENVS), "steps": "20"}
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        if not sep or key not in args:
+            raise SystemExit(f"error: bad argument {arg!r}; accepted: envs=NAME[,NAME...], steps=N")
+        args[key] = value
+    names = args["envs"].split(",")
+    unknown = [n for n in names if n not in envs.ENVS]
+    if unknown:
+        raise SystemExit(f"error: unknown env(s) {', '.join(unknown)}; choose from: {', '.join(envs.ENVS)}")
+    return {"envs": names, "steps": int(args["steps"])}
+
+
+def seconds_per_step(name: str, steps: int) -> tuple[float, str, int]:
+    cfg = configs.load_config("train", [f"env={name}"])
+    tc = train.TrainConfig(**OmegaConf.to_container(cfg.train, resolve=True))
+    env = envs.make(OmegaConf.to_container(cfg.env, resolve=True))
+    obs_shape, A = tuple(env.observation_space.shape), int(env.action_space.shape[0])
+    env.close()
+    torch.manual_seed(0)
+    model = JEPA(ModelConfig(obs_type=cfg.env.obs_type, obs_shape=obs_shape, action_dim=A,
+                             **OmegaConf.to_container(cfg.model, resolve=True)))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    B, L = tc.batch_size, tc.seq_len
+    if cfg.env.obs_type == "pixels":
+        obs = torch.randint(0, 256, (B, L, *obs_shape), dtype=torch.uint8)
+    else:
+        obs = torch.randn(B, L, *obs_shape)
+    actions = torch.randn(B, L - 1, A)
+    times = []
+    for step in range(WARMUP + steps):
+        start = time.perf_counter()
+        train.train_step(model, model, optimizer, tc, obs, actions, seed=0, step=step)
+        times.append(time.perf_counter() - start)
+    shape = f"{cfg.env.obs_type} {'x'.join(map(str, obs_shape))}, batch {B}x{L}"
+    return statistics.median(times[WARMUP:]), shape, tc.steps
+
+
+def main(argv: list[str]) -> None:
+    args = parse(argv)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads\n")
+    print("| env | input | ms/step | steps/s | train.steps | est. minutes |")
+    print("|---|---|---|---|---|---|")
+    for name in args["envs"]:
+        if not (configs.CONFIG_DIR / "env" / f"{name}.yaml").exists() or not _module_exists(name):
+            print(f"| {name} | skipped (not there yet) | | | | |")
+            continue
+        sec, shape, total = seconds_per_step(name, args["steps"])
+        print(f"| {name} | {shape} | {1000 * sec:.1f} | {1 / sec:.1f} | {total} | {total * sec / 60:.1f} |")
+
+
+def _module_exists(name: str) -> bool:
+    import importlib.util
+    return importlib.util.find_spec(envs.ENVS[name].split(":")[0]) is not None
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,184 @@
+"""GRASP: Gradient RelAxed Stochastic Planner (arXiv 2602.00475).
+
+Lifted problem: virtual states s_1..s_{H-1} are free, s_0 = start and s_H = goal are fixed. With s̄ = stop-grad(s):
+    L = sum_t ||F(s̄_t, a_t) - s_{t+1}||^2 + gamma * sum_t ||F(s̄_t, a_t) - g||^2        (t = 0..H-1, sums over D)
+All H one-step predictions are ONE `model.predict` call on (B*H, D) rows. Because F's state input is detached, the
+gradients of L are written out in closed form:
+    dL/dF_t = 2 (F_t - s_{t+1}) + 2 gamma (F_t - g),   dL/ds_{t+1} = -2 (F_t - s_{t+1})
+and only the action path goes through autograd (`autograd.grad(F, actions, dL/dF)`): F's state-input Jacobian is
+never formed. One Adam with two learning rates (states lr_states, actions lr_actions; the author's two parameter
+groups) steps both, kept in one flat buffer; then Gaussian noise sigma * xi is added to the states only.
+
+Every `sync_every` iterations the plan is checked against the true serial rollout:
+  - the current actions are rolled out (true cost, virtual-vs-rollout gap),
+  - sync=grad: `sync_steps` Adam steps at lr_sync on ||rollout(a)_H - g||^2 w.r.t. the actions only;
+    sync=cem: a short CEM around the actions with per-step variance = gap of the step it leads to + a floor;
+    sync=none: evaluation only,
+  - the main Adam is rebuilt (moments reset); virtual states are kept.
+Every rolled-out candidate (the iterate, each sync step) is offered to the incumbent, so the returned plan is the
+best by TRUE rollout cost and a sync can never make it worse. The final iterate is always evaluated too.
+`sigma` and `gamma` decay linearly towards `sigma_end` / `gamma_end` inside each sync period when those are set.
+
+Diagnostics (iters, B): dyn_loss and goal_loss (every iteration, of the iterate before its update); rollout_cost and
+gap (true cost of the iterate and mean over t of ||s_t - rollout_t||^2, measured at the evaluation points and
+carried forward between them, because a serial rollout every iteration would cost more than the GRASP step);
+best_cost (the incumbent's true cost).
+
+Noise is drawn for the whole batch from the one generator, so a problem's noise depends on its batch position:
+B problems planned together equal the same problems planned one by one exactly only with sigma = 0.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from planners.base import Adam, Diagnostics, Incumbent, Planner, PlannerConfig, PlannerError, clip, line_states, \
+    rollout_cost
+from planners.cem import elites, sample_around
+
+SYNC_MODES = ("grad", "cem", "none")
+
+
+@dataclass(frozen=True)
+class GraspConfig(PlannerConfig):
+    name: str = "grasp"
+    iters: int = 300
+    iters_warm: int = 100
+    lr_states: float = 0.1
+    lr_actions: float = 0.03
+    sigma: float = 0.2
+    sigma_end: float | None = None
+    gamma: float = 0.1
+    gamma_end: float | None = None
+    sync: str = "grad"
+    sync_every: int = 25
+    sync_steps: int = 10
+    lr_sync: float = 0.05
+    cem_samples: int = 64
+    cem_elites: int = 8
+    cem_iters: int = 5
+    cem_var_floor: float = 0.01
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.sync not in SYNC_MODES:
+            raise PlannerError(f"planner.sync={self.sync!r}: choose one of {', '.join(SYNC_MODES)}")
+        if self.sync_every < 1:
+            raise PlannerError(f"planner.sync_every={self.sync_every}: must be >= 1")
+        if self.sync == "grad" and self.sync_steps < 1:
+            raise PlannerError(f"planner.sync_steps={self.sync_steps}: must be >= 1 with sync=grad")
+        if not 1 <= self.cem_elites <= self.cem_samples:
+            raise PlannerError(f"planner.cem_elites={self.cem_elites}: must be in 1..cem_samples "
+                               f"({self.cem_samples})")
+
+
+def _decay(start: float, end: float | None, phase: float) -> float:
+    return start if end is None else start + (end - start) * phase
+
+
+class Grasp(Planner):
+    Config = GraspConfig
+
+    def _solve(self, model, start, goal, horizon, warm_start, iters, generator, callback):
+        c, H = self.cfg, horizon
+        B, D = start.shape
+        A = model.action_dim
+        n = B * (H - 1) * D
+        flat = torch.empty(n + B * H * A, device=start.device, dtype=start.dtype)  # all variables, one buffer
+        states, actions = flat[:n].view(B, H - 1, D), flat[n:].view(B, H, A)
+        grad = torch.empty_like(flat)
+        grad_states, grad_actions = grad[:n].view(B, H - 1, D), grad[n:].view(B, H, A)
+        lr = torch.full_like(flat, c.lr_states)
+        lr[n:] = c.lr_actions
+        adam = Adam(flat, lr)
+        if warm_start is None or warm_start.states is None:
+            states.copy_(line_states(start, goal, H))
+        else:
+            states.copy_(warm_start.states)
+        if warm_start is None:
+            actions.zero_()
+        else:
+            actions.copy_(warm_start.actions)
+        clip(model, actions, c.clip_actions)
+        best = Incumbent(model, start, goal, actions, states)
+        rollout_now, gap_now = best.last_cost, self._gap(states, best.last_traj)
+        inputs = torch.empty(B, H, D, device=start.device, dtype=start.dtype)  # F's state inputs s̄_0..s̄_{H-1}
+        inputs[:, 0] = start
+        goal_row = goal[:, None]  # (B, 1, D)
+        diag = Diagnostics(("dyn_loss", "goal_loss", "rollout_cost", "gap", "best_cost"), iters, start, callback)
+        for it in range(iters):
+            phase = (it % c.sync_every) / c.sync_every
+            sigma, gamma = _decay(c.sigma, c.sigma_end, phase), _decay(c.gamma, c.gamma_end, phase)
+            inputs[:, 1:] = states
+            leaf = actions.detach().requires_grad_()  # aliases `actions`; autograd sees only this path
+            with torch.enable_grad():
+                pred = model.predict(inputs.view(B * H, D), leaf.view(B * H, A)).view(B, H, D)
+            resid = pred.detach() - torch.cat((states, goal_row), 1)  # F(s̄_t, a_t) - s_{t+1}  (B, H, D)
+            goal_resid = pred.detach() - goal_row  # F(s̄_t, a_t) - g  (B, H, D)
+            dyn_loss, goal_loss = resid.square().sum((1, 2)), goal_resid.square().sum((1, 2))
+            grad_actions.copy_(torch.autograd.grad(pred, leaf, (resid + gamma * goal_resid).mul_(2))[0])
+            torch.mul(resid[:, :-1], -2, out=grad_states)
+            adam.step(grad)
+            if sigma > 0:
+                states.add_(torch.randn(states.shape, generator=generator, device=states.device,
+                                        dtype=states.dtype), alpha=sigma)
+            clip(model, actions, c.clip_actions)
+
+            if (it + 1) % c.sync_every == 0 or it == iters - 1:
+                sync_now = (it + 1) % c.sync_every == 0 and c.sync != "none"
+                if sync_now and c.sync == "grad":  # its first rollout is the iterate's evaluation
+                    rollout_now, traj = self._sync_grad(model, start, goal, actions, states, best)
+                else:
+                    best.evaluate(actions, states)
+                    rollout_now, traj = best.last_cost, best.last_traj
+                    if sync_now:
+                        self._sync_cem(model, start, goal, actions, states, traj, best, generator)
+                gap_now = self._gap(states, traj)
+                if sync_now:
+                    adam.reset()
+            diag.record(it, dyn_loss=dyn_loss, goal_loss=goal_loss, rollout_cost=rollout_now, gap=gap_now,
+                        best_cost=best.cost)
+        best.nonfinite |= ~torch.isfinite(diag.rows["dyn_loss"]).all(0)
+        return best.plan(diag.rows, iters)
+
+    @staticmethod
+    def _gap(states: Tensor, traj: Tensor) -> Tensor:
+        """Mean over t=1..H-1 of ||virtual s_t - rollout s_t||^2: (B,). Zero at H = 1 (no virtual states)."""
+        return (states - traj[:, :-1]).square().sum((1, 2)) / max(states.shape[1], 1)
+
+    def _sync_grad(self, model, start, goal, actions, states, best):
+        """sync_steps Adam steps on the true rollout cost w.r.t. actions; each stepped-from plan and the final one
+        are offered to the incumbent. Returns the entering iterate's true cost (B,) and rollout (B, H, D)."""
+        adam = Adam(actions, self.cfg.lr_sync)
+        for step in range(self.cfg.sync_steps):
+            leaf = actions.detach().requires_grad_()
+            with torch.enable_grad():
+                cost, traj = rollout_cost(model, start, goal, leaf[:, None])  # (B, 1), (B, 1, H, D)
+                grad, = torch.autograd.grad(cost.sum(), leaf)
+            best.offer(cost[:, 0].detach(), actions, states)
+            if step == 0:
+                entry = cost[:, 0].detach(), traj[:, 0].detach()
+            adam.step(grad)
+            clip(model, actions, self.cfg.clip_actions)
+        best.evaluate(actions, states)
+        return entry
+
+    def _sync_cem(self, model, start, goal, actions, states, traj, best, generator):
+        """CEM around the actions; per-step std = sqrt(mean_d (virtual s_{t+1} - rollout s_{t+1})^2 + floor).
+        The actions become the best sample of this round (sample 0 of round 1 is the current plan)."""
+        c = self.cfg
+        B, H, A = actions.shape
+        targets = torch.cat((states, goal[:, None]), 1)  # s_1..s_H, the states each a_t should reach
+        var = (targets - traj).square().mean(-1, keepdim=True) + c.cem_var_floor  # (B, H, 1)
+        mean, std = actions.detach().clone(), var.sqrt().expand(B, H, A)
+        round_best = Incumbent(model, start, goal, mean, cost=best.last_cost)  # last_cost: the entering plan's
+        for _ in range(c.cem_iters):
+            samples = clip(model, sample_around(mean, std, c.cem_samples, generator), c.clip_actions)
+            cost, _ = rollout_cost(model, start, goal, samples)  # (B, N)
+            best.offer_samples(cost, samples, states)
+            round_best.offer_samples(cost, samples)
+            _, top = elites(cost, samples, c.cem_elites)
+            mean, std = top.mean(1), top.std(1, correction=0)
+        actions.copy_(round_best.actions)

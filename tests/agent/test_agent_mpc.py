@@ -1,0 +1,156 @@
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from agent_fakes import PointBatch, PointModel
+
+import planners
+from agent import AgentError, MPCAgent, MPCConfig, shift_plan
+from planners.base import Plan, line_states
+
+
+def grasp(**overrides):
+    return planners.make("grasp", **{"iters": 60, "iters_warm": 20, "sigma": 0.0, "sync_every": 20, **overrides})
+
+
+@pytest.mark.parametrize("kwargs, word", [
+    ({"horizon": 0, "budget": 10}, "mpc.horizon=0"),
+    ({"horizon": 5, "budget": 0}, "mpc.budget=0"),
+    ({"horizon": 5, "budget": 10, "replan_every": 6}, "mpc.replan_every=6"),
+    ({"horizon": 5, "budget": 10, "replan_every": 0}, "mpc.replan_every=0"),
+])
+def test_mpc_config_rejects_impossible_values(kwargs, word):
+    with pytest.raises(AgentError, match=word):
+        MPCConfig(**kwargs)
+
+
+def known_plan(B=2, H=4, A=2, D=3):
+    actions = torch.arange(B * H * A, dtype=torch.float32).view(B, H, A) + 1
+    states = torch.arange(B * (H - 1) * D, dtype=torch.float32).view(B, H - 1, D) + 100
+    return Plan(actions, torch.zeros(B), states, {"cost": torch.zeros(5, B)}, torch.zeros(B, dtype=torch.bool), 5)
+
+
+def test_shift_drops_executed_steps_pads_zeros_and_spreads_the_tail_to_the_goal():
+    plan, start, goal = known_plan(), torch.zeros(2, 3), torch.full((2, 3), 200.0)
+    out = shift_plan(plan, 1, start, goal)
+    assert torch.equal(out.actions[:, :3], plan.actions[:, 1:]) and torch.equal(out.actions[:, 3], torch.zeros(2, 2))
+    assert torch.equal(out.states[:, :2], plan.states[:, 1:])  # old s_2, s_3 are the new s_1, s_2
+    assert torch.allclose(out.states[:, 2], (plan.states[:, 2] + goal) / 2)  # halfway from the old s_3 to the goal
+    out = shift_plan(plan, 2, start, goal)
+    assert torch.equal(out.actions[:, :2], plan.actions[:, 2:]) and not out.actions[:, 2:].any()
+    assert torch.equal(out.states[:, 0], plan.states[:, 2])
+    assert torch.allclose(out.states[:, 1:], plan.states[:, 2:3] + torch.tensor([1 / 3, 2 / 3])[:, None]
+                          * (goal - plan.states[:, 2])[:, None])
+    assert torch.equal(plan.actions, known_plan().actions)  # the input plan is not modified
+
+
+def test_shift_of_a_fully_executed_plan_is_a_cold_start():
+    plan, start, goal = known_plan(), torch.randn(2, 3), torch.randn(2, 3)
+    out = shift_plan(plan, 4, start, goal)
+    assert not out.actions.any() and torch.allclose(out.states, line_states(start, goal, 4))
+
+
+def test_shift_with_model_takes_kept_states_from_the_rollout_of_the_shifted_actions():
+    """The grasp.md section 7 pitfall: kept virtual states must come from the same plan as the actions."""
+    model = PointModel()
+    plan = known_plan(D=2)
+    start, goal = torch.randn(2, 2), torch.randn(2, 2)
+    out = shift_plan(plan, 1, start, goal, model)
+    assert torch.allclose(out.states[:, :2], model.rollout(start, plan.actions[:, 1:3]))
+    assert torch.allclose(out.states[:, 2], (out.states[:, 1] + goal) / 2)
+    assert plan.states is not None and not torch.allclose(out.states[:, :2], plan.states[:, 1:])
+
+
+def first_iter_below(plan, tol):
+    below = (plan.diagnostics["best_cost"] < tol).all(1)
+    return int(below.float().argmax()) if below.any() else len(below)
+
+
+def test_warm_start_from_a_solved_plan_needs_fewer_iterations():
+    model, planner = PointModel(), grasp(iters=100, iters_warm=100)
+    start, goal = torch.tensor([[-1.5, -1.0], [1.0, 1.5]]), torch.tensor([[1.0, 1.2], [-1.2, -0.8]])
+    cold = planner.plan(model, start, goal, 6)
+    assert (cold.cost < 1e-3).all()
+    moved = model.rollout(start, cold.actions[:, :1])[:, 0]  # the first step executed exactly
+    warm = planner.plan(model, moved, goal, 6, warm_start=shift_plan(cold, 1, moved, goal, model))
+    recold = planner.plan(model, moved, goal, 6)
+    assert first_iter_below(warm, 1e-2) < first_iter_below(recold, 1e-2)
+    assert first_iter_below(warm, 1e-2) == 0
+
+
+def run(cfg, seeds, n=None, options_list=None, planner=None, record=None):
+    agent = MPCAgent(PointModel(), planner or grasp(), cfg, generator=torch.Generator().manual_seed(0))
+    return agent.run(PointBatch(n or len(seeds)), seeds, options_list, record)
+
+
+def test_episodes_reach_their_goals_and_finished_ones_stop_consuming_planner_work():
+    episodes, solves = run(MPCConfig(horizon=8, budget=12), [1, 2, 3, 4])
+    assert all(e.success and e.success_final and not e.trivial for e in episodes)
+    for i, e in enumerate(episodes):
+        assert e.steps == len(e.distances) - 1 == e.control_steps and e.final_distance < 0.25
+        assert sum(i in s.rows for s in solves) == e.control_steps  # never planned for after success
+        assert e.iters == 60 + 20 * (e.control_steps - 1)  # cold first solve, then planner.iters_warm
+        assert e.time_to_success_s > 0 and e.plan_time_s > 0
+    assert [s.warm for s in solves] == [False] + [True] * (len(solves) - 1)
+    assert len(solves[-1].rows) < 4 or len({e.steps for e in episodes}) == 1
+
+
+def test_batched_episodes_equal_sequential_ones():
+    cfg = MPCConfig(horizon=6, budget=10, replan_every=2)
+    seeds = [5, 6, 7]
+    batched, _ = run(cfg, seeds)
+    for seed, b in zip(seeds, batched):
+        (single,), _ = run(cfg, [seed])
+        assert (single.success, single.steps, single.iters) == (b.success, b.steps, b.iters)
+        np.testing.assert_allclose(single.distances, b.distances, atol=1e-4)
+
+
+def test_success_any_step_vs_final_budget_and_trivial_accounting():
+    start, goal = np.array([-1.8, -1.8]), np.array([1.8, 1.8])
+    options = [{"start_state": goal.copy(), "goal_state": goal.copy()},  # solved at reset: trivial
+               {"start_state": start.copy(), "goal_state": goal.copy()},  # 7.2 away: > 4 steps of 0.5*sqrt(2)
+               {"start_state": np.array([0.0, 0.0]), "goal_state": np.array([0.5, 0.0])}]
+    episodes, solves = run(MPCConfig(horizon=4, budget=4), [0, 1, 2], options_list=options)
+    trivial, far, near = episodes
+    assert trivial.trivial and trivial.steps == 0 and trivial.control_steps == 0 and 0 not in solves[0].rows
+    assert not far.success and far.steps == 4 and far.final_distance < far.distances[0]
+    assert near.success and near.steps == 1
+    # without stopping at success the near episode runs the whole budget; success still counts any step
+    episodes, _ = run(MPCConfig(horizon=4, budget=4, stop_on_success=False), [0, 1, 2], options_list=options)
+    assert episodes[2].steps == 4 and episodes[2].success
+
+
+def test_cold_restarts_use_full_iterations_and_no_warm_start():
+    seen = []
+
+    class Spy:
+        def plan(self, model, start, goal, horizon, warm_start=None, generator=None):
+            seen.append(warm_start)
+            return planner.plan(model, start, goal, horizon, warm_start=warm_start, generator=generator)
+
+    planner = grasp()
+    agent = MPCAgent(PointModel(), Spy(), MPCConfig(horizon=5, budget=3, warm_start=False))
+    episodes, solves = agent.run(PointBatch(2), [11, 12])
+    assert seen and all(w is None for w in seen) and all(s.iters == 60 and not s.warm for s in solves)
+
+
+def test_nonfinite_plans_execute_the_mean_action():
+    class NaNPlanner:
+        def plan(self, model, start, goal, horizon, warm_start=None, generator=None):
+            B = start.shape[0]
+            return Plan(torch.full((B, horizon, 2), 7.0), torch.full((B,), float("inf")), None, {},
+                        torch.ones(B, dtype=torch.bool), 1)
+
+    agent = MPCAgent(PointModel(), NaNPlanner(), MPCConfig(horizon=3, budget=2))
+    (episode,), _ = agent.run(PointBatch(1), [3])
+    assert episode.nonfinite_plans == 2 and episode.distances[0] == episode.distances[-1]
+
+
+def test_recorded_episodes_keep_frames_and_their_first_plan():
+    episodes, _ = run(MPCConfig(horizon=5, budget=3), [1, 2], record=[True, False])
+    rec, plain = episodes
+    assert len(rec.frames) == rec.steps + 1 and rec.goal_frame is not None
+    assert rec.first_plan["rollout"].shape == (5, 2) and rec.first_plan["virtual"].shape == (4, 2)
+    assert not plain.frames and not plain.first_plan
+    assert dataclasses.is_dataclass(rec)

@@ -1,0 +1,105 @@
+"""GRASP specifics: stop-gradient, sync bookkeeping, the long-horizon advantage over shooting, warm states."""
+import pytest
+import torch
+
+import planners
+from toy_models import Linear, ToyModel
+
+
+def reachable(model, horizon, batch, seed=1):
+    gen = torch.Generator().manual_seed(seed)
+    start = torch.randn(batch, model.latent_dim, generator=gen)
+    actions = (torch.rand(batch, horizon, model.action_dim, generator=gen) * 2 - 1) * model.action_high * 2 / 3
+    return start, model.rollout(start, actions)[:, -1]
+
+
+class Ripple(ToyModel):
+    """s' = s + 0.3 a + (1.5 / 20) sin(20 s) per coordinate: small ripples with a steep state Jacobian
+    1 + 1.5 cos(20 s) whose sign flips, so gradients through a long rollout are noise while each step is easy."""
+
+    def __init__(self):
+        super().__init__(2, 2, 1.0)
+
+    def step(self, s, a):
+        return s + 0.3 * a + 0.075 * torch.sin(20 * s)
+
+
+def test_state_input_of_the_model_never_gets_gradients():
+    model = Linear()
+    start, goal = reachable(model, 6, batch=2)
+    planners.make("grasp", iters=30).plan(model, start, goal, 6)
+    assert model.state_input_grad and not any(model.state_input_grad)
+    planners.make("latco", iters=5).plan(model, start, goal, 6)  # full-gradient collocation does differentiate it
+    assert any(model.state_input_grad)
+
+
+def test_one_batched_predict_call_per_iteration():
+    model = Linear()
+    start, goal = reachable(model, 7, batch=3)
+    planners.make("grasp", iters=12, sync_every=100).plan(model, start, goal, 7)
+    assert len(model.state_input_grad) == 12
+
+
+@pytest.mark.parametrize("sync", ["grad", "cem"])
+def test_returned_plan_is_the_best_by_true_cost_even_when_sync_hurts(sync):
+    """The reference code returns the last iterate; a bad sync (here lr_sync=50) then makes the plan worse."""
+    model = Linear()
+    start, goal = reachable(model, 6, batch=4)
+    plan = planners.make("grasp", iters=100, sync=sync, lr_sync=50.0, sync_every=10).plan(model, start, goal, 6)
+    best = plan.diagnostics["best_cost"]
+    assert (best[1:] <= best[:-1]).all()
+    assert (plan.cost <= plan.diagnostics["rollout_cost"].min(0).values).all()
+    true = (model.rollout(start, plan.actions)[:, -1] - goal).square().sum(-1)
+    torch.testing.assert_close(plan.cost, true)
+    torch.testing.assert_close(plan.cost, best[-1])
+
+
+def test_cem_sync_solves_too():
+    model = Linear()
+    start, goal = reachable(model, 5, batch=3)
+    assert (planners.make("grasp", sync="cem", iters=100).plan(model, start, goal, 5).cost < 0.05).all()
+
+
+def test_long_horizon_grasp_reaches_goals_where_shooting_gd_fails():
+    model, horizon = Ripple(), 40
+    gen = torch.Generator().manual_seed(1)
+    start = torch.randn(6, 2, generator=gen)
+    sign = torch.randint(0, 2, (6, 1, 2), generator=gen) * 2 - 1
+    goal = model.rollout(start, sign * (torch.rand(6, horizon, 2, generator=gen) * 0.6 + 0.3))[:, -1]
+    grasp = planners.make("grasp").plan(model, start, goal, horizon)
+    gd = planners.make("gd", iters=300).plan(model, start, goal, horizon)
+    initial = grasp.diagnostics["best_cost"][0]
+    assert (grasp.cost < 0.01 * initial).all(), (grasp.cost, initial)
+    assert (gd.cost > 10 * grasp.cost).float().mean() >= 0.8, (gd.cost, grasp.cost)
+
+
+def test_plan_carries_virtual_states_and_warm_states_are_used():
+    model = Linear()
+    start, goal = reachable(model, 6, batch=2)
+    plan = planners.make("grasp", iters=60).plan(model, start, goal, 6)
+    assert plan.states.shape == (2, 5, 4)
+    shifted = planners.Plan(plan.actions, plan.cost, plan.states + 3.0, {}, plan.nonfinite, plan.iters)
+    default_line = planners.make("grasp", iters=1, sigma=0.0).plan(model, start, goal, 6, warm_start=plan)
+    moved = planners.make("grasp", iters=1, sigma=0.0).plan(model, start, goal, 6, warm_start=shifted)
+    gap = default_line.diagnostics["dyn_loss"][0], moved.diagnostics["dyn_loss"][0]
+    assert (gap[1] > gap[0]).all()
+
+
+def test_horizon_one_has_no_virtual_states():
+    model = Linear()
+    start, goal = reachable(model, 1, batch=2)
+    plan = planners.make("grasp", iters=40).plan(model, start, goal, 1)
+    assert plan.states.shape == (2, 0, 4) and torch.isfinite(plan.actions).all()
+
+
+def test_noise_moves_the_states_and_decays_within_each_sync_period():
+    model = Linear()
+    start, goal = reachable(model, 6, batch=2)
+    frozen = dict(iters=5, lr_states=0.0, lr_actions=0.0, sync="none")
+    quiet = planners.make("grasp", sigma=0.0, **frozen).plan(model, start, goal, 6).diagnostics["dyn_loss"]
+    noisy = planners.make("grasp", sigma=0.5, **frozen).plan(model, start, goal, 6).diagnostics["dyn_loss"]
+    assert (quiet == quiet[0]).all() and not torch.equal(noisy[1], noisy[0])
+    decays = planners.make("grasp", iters=10, sync_every=10, sigma=1.0, sigma_end=0.0, sync="none")
+    constant = planners.make("grasp", iters=10, sync_every=10, sigma=1.0, sync="none")
+    late = [p.plan(model, start, goal, 6).diagnostics["dyn_loss"][-1] for p in (decays, constant)]
+    assert (late[0] < late[1]).all()

@@ -1,0 +1,109 @@
+"""train.py end to end on tiny configs: outputs, exact resume, DDP equivalence, user errors."""
+import os
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+import configs
+import train
+from envs import EnvConfig
+from envs.data import collect
+from worldmodels import load_checkpoint
+
+TINY = ["env.image_size=16", "model.latent_dim=8", "model.channels=[4,8]", "model.hidden=16",
+        "model.action_embed=8", "model.predictor_hidden=16", "train.batch_size=8", "train.seq_len=3",
+        "train.warmup=2", "train.eval_episodes=4", "train.log_every=2", "train.eval_every=3",
+        "train.sigreg_projections=16"]
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    out = tmp_path_factory.mktemp("data") / "wall"
+    env = EnvConfig(name="wall", obs_type="pixels", image_size=16, options={"door_y": 32.0, "door_width": 12.0})
+    return collect(env, out, episodes=16, episode_len=6, seed=0, episodes_per_shard=8)
+
+
+def config(dataset, logdir, *extra):
+    return configs.load_config("train", ["env=wall", f"data.path={dataset}", f"logdir={logdir}", *TINY, *extra])
+
+
+def weights(model) -> dict:
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def test_run_writes_checkpoint_and_tensorboard(dataset, tmp_path):
+    model = train.run(config(dataset, tmp_path, "train.steps=4", "train.ckpt_every=2"))
+    loaded, meta = load_checkpoint(tmp_path / "checkpoint.pt", env="wall", obs_type="pixels")
+    for k, v in weights(model).items():
+        assert torch.equal(loaded.state_dict()[k], v), k
+    assert meta["step"] == 4 and meta["config"]["data"]["path"] == str(Path(dataset).resolve())
+    assert meta["env"]["image_size"] == 16 and meta["config"]["model"]["latent_dim"] == 8
+    assert {"git_commit", "versions", "action_mean", "action_std", "seed"} <= set(meta)
+    for key in ("train/pred_loss", "train/reg_loss", "train/effective_rank", "perf/steps_per_s",
+                "eval/rel_err_k1", "eval/rel_err_k5", "eval/rel_err_k6", "eval/probe_r2"):
+        assert key in meta["metrics"], key
+    assert list(tmp_path.glob("events.out.tfevents.*"))
+
+
+def test_resume_after_a_kill_reaches_the_same_weights(dataset, tmp_path, monkeypatch):
+    steps = ["train.steps=6", "train.ckpt_every=3"]
+    uninterrupted = weights(train.run(config(dataset, tmp_path / "a", *steps)))
+
+    batch = train.Episodes.batch
+
+    def killed_at_step_4(self, seed, step, *args):   # after the step-3 checkpoint and one more step
+        if step == 4:
+            raise KeyboardInterrupt
+        return batch(self, seed, step, *args)
+
+    monkeypatch.setattr(train.Episodes, "batch", killed_at_step_4)
+    with pytest.raises(KeyboardInterrupt):
+        train.run(config(dataset, tmp_path / "b", *steps))
+    monkeypatch.setattr(train.Episodes, "batch", batch)
+    assert load_checkpoint(tmp_path / "b" / "checkpoint.pt")[1]["step"] == 3
+    resumed = weights(train.run(config(dataset, tmp_path / "b", *steps, "resume=true")))
+    for k, v in uninterrupted.items():
+        assert torch.equal(resumed[k], v), k
+
+
+def _ddp_worker(rank, port, dataset, logdir, out):
+    os.environ.update(RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    model = train.run(config(dataset, logdir, "train.steps=3", "train.ckpt_every=3"))
+    torch.save(weights(model), Path(out) / f"rank{rank}.pt")
+
+
+def test_ddp_two_processes_match_each_other_and_one_process(dataset, tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_ddp_worker, args=(port, str(dataset), str(tmp_path / "ddp"), str(tmp_path)), nprocs=2)
+    rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
+    single = weights(train.run(config(dataset, tmp_path / "single", "train.steps=3", "train.ckpt_every=3")))
+    for k in rank0:
+        assert torch.equal(rank0[k], rank1[k]), k
+        assert torch.allclose(rank0[k], single[k], atol=1e-5), k
+    assert (tmp_path / "ddp" / "checkpoint.pt").exists()
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["resume=true"], "does not exist"),
+    (["train.regularizer=ica"], "choose one of: sigreg, vicreg"),
+    (["train.seq_len=9"], "episodes have only 7 frames"),
+    (["env.image_size=32"], "collected with env.image_size=16, but env.image_size=32"),
+])
+def test_user_errors_are_one_line_exit_2(dataset, tmp_path, capsys, extra, message):
+    argv = ["env=wall", f"data.path={dataset}", f"logdir={tmp_path}", *TINY, *extra]
+    assert configs.main(train.run, "train", argv, user_errors=train.USER_ERRORS) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_resume_refuses_a_changed_config(dataset, tmp_path):
+    train.run(config(dataset, tmp_path, "train.steps=2"))
+    with pytest.raises(configs.ConfigError, match="train.lr=0.002 differs from the checkpoint's 0.001"):
+        train.run(config(dataset, tmp_path, "train.steps=2", "train.lr=0.002", "resume=true"))

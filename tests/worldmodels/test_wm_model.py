@@ -1,0 +1,135 @@
+"""The JEPA world model: planner interface shapes, gradient routing, learning, anti-collapse."""
+import numpy as np
+import pytest
+import torch
+
+from worldmodels import JEPA, CheckpointError, ModelConfig, latent_health, sigreg, vicreg
+
+A, OBS_DIM = 4, 6
+
+
+def state_model(latent_dim=8, seed=0) -> JEPA:
+    torch.manual_seed(seed)
+    model = JEPA(ModelConfig("state", (OBS_DIM,), A, latent_dim=latent_dim, hidden=32, action_embed=8,
+                             predictor_hidden=32))
+    model.set_normalization(np.zeros(A), np.ones(A), -np.ones(A), np.ones(A), np.zeros(OBS_DIM), np.ones(OBS_DIM))
+    return model
+
+
+def linear_episodes(n=64, T=8, seed=0):
+    """Observations of a 2-D point moved by the first two action components (the rest is noise), embedded
+    linearly in OBS_DIM dims: obs (n, T+1, OBS_DIM), actions (n, T, A)."""
+    g = torch.Generator().manual_seed(seed)
+    actions = torch.randn(n, T, A, generator=g)
+    xy = torch.cat([torch.randn(n, 1, 2, generator=g), 0.3 * actions[..., :2]], 1).cumsum(1)  # (n, T+1, 2)
+    mixing = torch.randn(2, OBS_DIM, generator=g)
+    return xy @ mixing, actions
+
+
+def train(model, obs, actions, reg_weight, steps=150, seq_len=4, batch=32):
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    g = torch.Generator().manual_seed(1)
+    for _ in range(steps):
+        ep = torch.randint(0, len(obs), (batch, 1), generator=g)
+        frames = torch.randint(0, obs.shape[1] - seq_len + 1, (batch, 1), generator=g) + torch.arange(seq_len)
+        z, pred_loss = model(obs[ep, frames], actions[ep, frames[:, :-1]])
+        loss = pred_loss + reg_weight * sigreg(z.flatten(0, 1), 64, torch.Generator().manual_seed(0))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+
+def one_step_relative_error(model, obs, actions) -> float:
+    with torch.no_grad():
+        z = model.encode(obs)
+        pred = model.predict(z[:, :-1], actions)
+        return ((pred - z[:, 1:]).pow(2).sum(-1).mean() / (z[:, :-1] - z[:, 1:]).pow(2).sum(-1).mean()).item()
+
+
+def test_planner_interface_shapes_pixels():
+    model = JEPA(ModelConfig("pixels", (16, 16, 3), A, latent_dim=8, channels=(4, 8), hidden=16))
+    assert (model.latent_dim, model.action_dim, model.device) == (8, A, torch.device("cpu"))
+    obs = torch.randint(0, 256, (5, 16, 16, 3), dtype=torch.uint8)
+    s = model.encode(obs)
+    assert s.shape == (5, 8)
+    assert model.encode(obs.reshape(5, 1, 16, 16, 3)).shape == (5, 1, 8)
+    assert model.predict(s, torch.zeros(5, A)).shape == (5, 8)
+    assert model.rollout(s, torch.zeros(5, 7, A)).shape == (5, 7, 8)
+    assert model.action_low.shape == model.action_high.shape == (A,)
+    with pytest.raises(CheckpointError, match=r"does not end in \(16, 16, 3\)"):
+        model.encode(torch.zeros(5, 32, 32, 3, dtype=torch.uint8))
+
+
+def test_action_normalisation_round_trip_and_bounds():
+    model = state_model()
+    mean, std = np.array([1.0, 0, 0, -2]), np.array([2.0, 1, 0.5, 4])
+    model.set_normalization(mean, std, -np.ones(A), np.ones(A), np.zeros(OBS_DIM), np.ones(OBS_DIM))
+    a = torch.randn(3, 5, A)
+    assert torch.allclose(model.denormalize_actions(model.normalize_actions(a)), a, atol=1e-6)
+    assert torch.allclose(model.action_low, torch.tensor((-1 - mean) / std, dtype=torch.float32))
+    assert torch.allclose(model.action_high, torch.tensor((1 - mean) / std, dtype=torch.float32))
+
+
+def test_rollout_and_open_loop_agree_with_repeated_predict():
+    model = state_model()
+    torch.nn.init.normal_(model.predictor[-1].weight, std=0.1)   # not the identity it starts as
+    s0, actions = torch.randn(3, 8), torch.randn(3, 4, A)
+    s, manual = s0, []
+    for t in range(4):
+        s = model.predict(s, actions[:, t])
+        manual.append(s)
+    assert torch.allclose(model.rollout(s0, actions), torch.stack(manual, 1), atol=1e-6)
+    z = torch.randn(3, 4, 8)
+    for k, pred in enumerate(model.open_loop(z, actions), 1):   # k-step predictions from every start t
+        for t in range(4 - k + 1):
+            assert torch.allclose(pred[:, t], model.rollout(z[:, t], actions[:, t:t + k])[:, -1], atol=1e-5)
+
+
+def test_targets_get_no_gradient_contexts_do():
+    """Stop-gradient: the last frame is only ever a target, so the prediction loss sends it no gradient."""
+    model = state_model()
+    torch.nn.init.normal_(model.predictor[-1].weight, std=0.1)
+    obs = torch.randn(4, 3, OBS_DIM, requires_grad=True)
+    _, loss = model(obs, torch.randn(4, 2, A))
+    loss.backward()
+    assert obs.grad[:, -1].abs().max() == 0
+    assert obs.grad[:, 0].abs().max() > 0 and obs.grad[:, 1].abs().max() > 0
+    for name, p in model.named_parameters():
+        assert p.grad is not None and p.grad.abs().max() > 0, name
+
+
+def test_training_learns_dynamics_far_better_than_constant_baseline():
+    obs, actions = linear_episodes()
+    model = state_model()
+    before = one_step_relative_error(model, obs, actions)
+    train(model, obs, actions, reg_weight=0.09, steps=200)
+    after = one_step_relative_error(model, obs, actions)
+    assert before == pytest.approx(1.0, abs=1e-5)   # a fresh predictor is the identity
+    assert after < 0.4, after
+
+
+def test_sigreg_prevents_the_collapse_of_plain_mse():
+    """Plain MSE (stop-gradient targets only) lets the latent concentrate: after 150 steps its std stays ~0.2 and
+    its effective rank falls to ~3 of 8 (on raw wall pixels it sat at std ~1e-3). SIGReg holds it near unit std
+    and at a higher rank."""
+    obs, actions = linear_episodes()
+    stds = {}
+    for weight in (0.0, 0.09):
+        model = state_model()
+        train(model, obs, actions, reg_weight=weight)
+        with torch.no_grad():
+            stds[weight] = latent_health(model.encode(obs).flatten(0, 1))
+    plain, regularised = stds[0.0], stds[0.09]
+    assert regularised["latent_std_mean"] > 0.5 and regularised["latent_std_mean"] > 3 * plain["latent_std_mean"]
+    assert regularised["effective_rank"] > plain["effective_rank"] + 1.5, stds
+
+
+def test_regularisers_are_small_for_isotropic_gaussian_and_large_for_collapse():
+    g = torch.Generator().manual_seed(0)
+    gaussian = torch.randn(512, 16, generator=g)
+    collapsed = 0.01 * torch.randn(512, 16, generator=g)
+    one_direction = torch.randn(512, 1, generator=g) * torch.ones(16) / 4
+    for reg in (lambda z: sigreg(z, 64, torch.Generator().manual_seed(0)), vicreg):
+        good = reg(gaussian).item()
+        assert reg(collapsed).item() > 5 * good + 0.1
+        assert reg(one_direction).item() > 5 * good + 0.1

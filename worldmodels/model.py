@@ -1,0 +1,199 @@
+"""A JEPA world model: encoder E(obs) -> s (D,), Markov predictor F(s, a) -> s', no decoder.
+
+The planner surface (duck-typed, see the project contracts): `latent_dim`, `action_dim`, `encode`, `predict`,
+`rollout`, `normalize_actions`, `denormalize_actions`, `action_low`, `action_high`, `device`.
+
+Training (train.py) calls `forward(obs, actions)`: every frame of a short sequence is encoded, and from every
+frame the predictor rolls open loop to the end of the sequence; the loss is the MSE of all those predictions
+against the encoded later frames under stop-gradient (without it the latent collapses to a few directions).
+The anti-collapse regulariser (worldmodels/regularizers.py) is applied to the latents outside `forward`, so that
+under DDP it can see the global batch.
+
+Normalisation lives in buffers, so a checkpoint carries it: actions are z-scored by the dataset's mean/std, and
+`action_low/high` are the env's native bounds in those units. Observations are z-scored per element (per pixel
+and channel for images) by the dataset's mean/std. For pixels this matters: a small agent on a fixed background
+changes few pixels, so on raw [0, 1] images a fresh encoder maps every frame to nearly the same latent (std
+~1e-3), where SIGReg's gradient (proportional to the latent) vanishes and training stays collapsed; per-pixel
+z-scoring makes the moving parts dominate the input (latent std ~0.05 at init, ~1 after 20 steps). The std
+is floored (PIXEL_STD_FLOOR, in uint8 units) so a pixel that almost never changes is not blown up.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+OBS_TYPES = ("pixels", "state")
+PIXEL_STD_FLOOR, STATE_STD_FLOOR = 8.0, 1e-6
+
+
+class CheckpointError(ValueError):
+    """A bad checkpoint or a bad input to a world model; the message is one line for the user."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Shape of a JEPA. `obs_shape` is (S, S, 3) for pixels (S divisible by 16) or (state_obs_dim,) for state;
+    `action_dim` is the planner action size (action_block * env action_dim)."""
+
+    obs_type: str
+    obs_shape: tuple[int, ...]
+    action_dim: int
+    latent_dim: int = 64
+    channels: tuple[int, ...] = (16, 32, 32, 32)   # conv encoder, each layer halves the image
+    hidden: int = 256                               # state-encoder MLP and projector width
+    action_embed: int = 64
+    predictor_hidden: int = 512
+    predictor_layers: int = 3
+
+    def __post_init__(self):
+        object.__setattr__(self, "obs_shape", tuple(int(n) for n in self.obs_shape))
+        object.__setattr__(self, "channels", tuple(int(n) for n in self.channels))
+        if self.obs_type not in OBS_TYPES:
+            raise CheckpointError(f"unknown obs_type {self.obs_type!r}; choose one of: {', '.join(OBS_TYPES)}")
+        if self.obs_type == "pixels":
+            size = self.obs_shape[0]
+            down = 2 ** len(self.channels)
+            if len(self.obs_shape) != 3 or self.obs_shape != (size, size, 3) or size % down or not self.channels:
+                raise CheckpointError(f"pixel obs_shape {self.obs_shape}: expected (S, S, 3) with S divisible by "
+                                      f"2**len(channels) = {down}")
+        elif len(self.obs_shape) != 1:
+            raise CheckpointError(f"state obs_shape {self.obs_shape}: expected (state_obs_dim,)")
+        for key in ("action_dim", "latent_dim", "hidden", "action_embed", "predictor_hidden"):
+            if getattr(self, key) < 1:
+                raise CheckpointError(f"model.{key}={getattr(self, key)}: must be >= 1")
+        if self.predictor_layers < 2:
+            raise CheckpointError(f"model.predictor_layers={self.predictor_layers}: must be >= 2")
+
+    def to_dict(self) -> dict:
+        """Plain lists and numbers only, so a checkpoint loads with torch.load(weights_only=True)."""
+        d = asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+
+def mlp(sizes: list[int]) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(n_in, n_out))
+        if i < len(sizes) - 2:
+            layers.append(nn.GELU())
+    return nn.Sequential(*layers)
+
+
+class PixelEncoder(nn.Module):
+    """Strided convs (each halves the image) -> flatten -> projector MLP -> D."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        convs, c_in = [], 3
+        for c_out in cfg.channels:
+            convs += [nn.Conv2d(c_in, c_out, kernel_size=4, stride=2, padding=1), nn.GELU()]
+            c_in = c_out
+        self.convs = nn.Sequential(*convs)
+        side = cfg.obs_shape[0] // 2 ** len(cfg.channels)
+        self.projector = nn.Sequential(nn.Linear(c_in * side * side, cfg.hidden), nn.LayerNorm(cfg.hidden),
+                                       nn.GELU(), nn.Linear(cfg.hidden, cfg.latent_dim))
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Normalised images (N, S, S, 3) -> (N, D)."""
+        return self.projector(self.convs(pixels.permute(0, 3, 1, 2)).flatten(1))
+
+
+class StateEncoder(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(cfg.obs_shape[0], cfg.hidden), nn.GELU(),
+                                 nn.Linear(cfg.hidden, cfg.hidden), nn.LayerNorm(cfg.hidden), nn.GELU(),
+                                 nn.Linear(cfg.hidden, cfg.latent_dim))
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.net(obs)
+
+
+class JEPA(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.latent_dim, self.action_dim = cfg.latent_dim, cfg.action_dim
+        self.encoder = PixelEncoder(cfg) if cfg.obs_type == "pixels" else StateEncoder(cfg)
+        self.action_encoder = mlp([cfg.action_dim, cfg.action_embed, cfg.action_embed])
+        hidden = [cfg.predictor_hidden] * (cfg.predictor_layers - 1)
+        self.predictor = mlp([cfg.latent_dim + cfg.action_embed, *hidden, cfg.latent_dim])
+        # the residual branch starts at zero: an untrained predictor is the identity (the constant baseline)
+        nn.init.zeros_(self.predictor[-1].weight)
+        nn.init.zeros_(self.predictor[-1].bias)
+        A = cfg.action_dim
+        self.register_buffer("action_mean", torch.zeros(A))
+        self.register_buffer("action_std", torch.ones(A))
+        self.register_buffer("action_low", torch.full((A,), -float("inf")))
+        self.register_buffer("action_high", torch.full((A,), float("inf")))
+        self.register_buffer("obs_mean", torch.zeros(cfg.obs_shape))
+        self.register_buffer("obs_std", torch.ones(cfg.obs_shape))
+
+    @torch.no_grad()
+    def set_normalization(self, action_mean, action_std, native_low, native_high, obs_mean, obs_std):
+        """Dataset action stats (A,), the env's native action bounds (A,) and observation stats (obs_shape)."""
+        def as_buffer(x, like: torch.Tensor) -> torch.Tensor:
+            return torch.as_tensor(x, dtype=like.dtype).to(like.device)
+
+        self.action_mean.copy_(as_buffer(action_mean, self.action_mean))
+        self.action_std.copy_(as_buffer(action_std, self.action_std))
+        self.action_low.copy_(self.normalize_actions(as_buffer(native_low, self.action_low)))
+        self.action_high.copy_(self.normalize_actions(as_buffer(native_high, self.action_high)))
+        floor = PIXEL_STD_FLOOR if self.cfg.obs_type == "pixels" else STATE_STD_FLOOR
+        self.obs_mean.copy_(as_buffer(obs_mean, self.obs_mean))
+        self.obs_std.copy_(as_buffer(obs_std, self.obs_std).clamp_min(floor))
+
+    @property
+    def device(self) -> torch.device:
+        return self.action_mean.device
+
+    def normalize_actions(self, a: torch.Tensor) -> torch.Tensor:
+        return (a - self.action_mean) / self.action_std
+
+    def denormalize_actions(self, a: torch.Tensor) -> torch.Tensor:
+        return a * self.action_std + self.action_mean
+
+    def encode(self, obs: torch.Tensor) -> torch.Tensor:
+        """Raw env observations (..., S, S, 3) uint8 or (..., state_obs_dim) float -> latents (..., D)."""
+        shape = self.cfg.obs_shape
+        if tuple(obs.shape[obs.dim() - len(shape):]) != shape:
+            raise CheckpointError(f"encode: observation shape {tuple(obs.shape)} does not end in {shape} "
+                                  f"({self.cfg.obs_type} model)")
+        lead = obs.shape[:obs.dim() - len(shape)]
+        obs = (obs.reshape(-1, *shape).to(self.device).float() - self.obs_mean) / self.obs_std
+        return self.encoder(obs).reshape(*lead, self.latent_dim)
+
+    def predict(self, s: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        """One step on free latents (..., D) with normalised actions (..., A) -> (..., D)."""
+        return s + self.predictor(torch.cat([s, self.action_encoder(a)], dim=-1))
+
+    def rollout(self, s0: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Serial, differentiable: s0 (B, D), actions (B, T, A) normalised -> s_1..s_T (B, T, D)."""
+        states, s = [], s0
+        for t in range(actions.shape[1]):
+            s = self.predict(s, actions[:, t])
+            states.append(s)
+        return torch.stack(states, dim=1)
+
+    def open_loop(self, z: torch.Tensor, actions: torch.Tensor) -> Iterator[torch.Tensor]:
+        """From every latent z_t (B, T, D) at once, roll the predictor open loop with actions a_t.. (B, T, A).
+        Yields, for k = 1..T, the k-step predictions of z_{t+k} for t = 0..T-k: (B, T-k+1, D)."""
+        T = z.shape[1]
+        s = z
+        for k in range(1, T + 1):
+            s = self.predict(s[:, :T - k + 1], actions[:, k - 1:])
+            yield s
+
+    def forward(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """obs (B, L, ...) raw frames, actions (B, L-1, A) normalised -> latents (B, L, D) and the prediction
+        loss: MSE of every open-loop k-step prediction against the stop-gradient encoded target."""
+        z = self.encode(obs)                                   # (B, L, D)
+        target = z[:, 1:].detach()                             # (B, L-1, D)
+        errors = [F.mse_loss(pred, target[:, k - 1:], reduction="sum")
+                  for k, pred in enumerate(self.open_loop(z[:, :-1], actions), start=1)]
+        count = target.shape[0] * target.shape[2] * sum(range(1, target.shape[1] + 1))
+        return z, torch.stack(errors).sum() / count
