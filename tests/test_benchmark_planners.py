@@ -1,5 +1,4 @@
 """benchmarks/planners.py on a tiny untrained wall model: outputs, resume, variants, errors, torchrun sharding."""
-import dataclasses
 import importlib.util
 import json
 import os
@@ -8,14 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from envs import env_config, make
-from worldmodels import JEPA, ModelConfig, save_checkpoint
+from conftest import save_tiny_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 SPEC = importlib.util.spec_from_file_location("bench_planners", REPO / "benchmarks" / "planners.py")
@@ -25,28 +21,9 @@ SPEC.loader.exec_module(bench)  # loaded under another name: `planners` is the p
 TINY = ["planners=[grasp,cem]", "horizons=[2,3]", "episodes=4", "batch=2"]
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)  # the benchmark plans on one thread
-
-
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    """An untrained tiny pixel wall model whose predictor output layer is random, so plans differ by planner."""
-    env_cfg = env_config("wall")
-    env = make(env_cfg)
-    shape = env.observation_space.shape
-    torch.manual_seed(0)
-    model = JEPA(ModelConfig("pixels", shape, action_dim=10, latent_dim=8, channels=(4,) * 4, hidden=16,
-                             action_embed=8, predictor_hidden=16, predictor_layers=2))
-    torch.nn.init.normal_(model.predictor[-1].weight, std=0.1)
-    model.set_normalization(np.zeros(10), np.ones(10), np.tile(env.action_low, 5), np.tile(env.action_high, 5),
-                            np.zeros(shape), np.full(shape, 64.0))
-    path = tmp_path_factory.mktemp("ckpt") / "wall.pt"
-    save_checkpoint(path, model, {"env": dataclasses.asdict(env_cfg)})
-    return path
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "wall.pt")
 
 
 def timeless(x):

@@ -1,35 +1,22 @@
-import dataclasses
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import evaluate
 from configs import main
-from envs import env_config, make
+from conftest import save_tiny_checkpoint
+from envs import env_config
 from envs.data import collect
-from worldmodels import JEPA, ModelConfig, save_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = ["episodes=3", "batch=2", "log_videos=1", "mpc.horizon=4", "mpc.budget=3", "planner.iters=8",
         "planner.iters_warm=4", "planner.sync_every=4"]
 TIMING = ("median_time_to_success_s", "mean_plan_time_s", "plan_time_s", "time_to_success_s")
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny tensors gain nothing from intra-op threads, and on the shared 2-core machine under load the spinning
-    worker threads made these runs ~20x slower (the CLI test sets OMP_NUM_THREADS=1 for the same reason)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -38,21 +25,8 @@ def checkpoints(tmp_path_factory):
     (the default obs type; its meta points to a tiny collected dataset for plan pictures) and state."""
     out = tmp_path_factory.mktemp("ckpt")
     data = collect(env_config("wall"), out / "data", episodes=2, episode_len=4, seed=0)
-    return {obs_type: tiny_checkpoint(out / f"wall-{obs_type}.pt", obs_type, data) for obs_type in ("pixels",
+    return {obs_type: save_tiny_checkpoint(out / f"wall-{obs_type}.pt", obs_type, data) for obs_type in ("pixels",
                                                                                                    "state")}
-
-
-def tiny_checkpoint(path: Path, obs_type: str, data: Path) -> Path:
-    env_cfg = env_config("wall", obs_type=obs_type)
-    env = make(env_cfg)
-    torch.manual_seed(0)
-    model = JEPA(ModelConfig(obs_type, env.observation_space.shape, action_dim=10, latent_dim=8, channels=(4,) * 4,
-                             hidden=16, action_embed=8, predictor_hidden=16, predictor_layers=2))
-    torch.nn.init.normal_(model.predictor[-1].weight, std=0.1)
-    model.set_normalization(np.zeros(10), np.ones(10), np.tile(env.action_low, 5), np.tile(env.action_high, 5),
-                            np.full(2, 32.0), np.full(2, 16.0))
-    save_checkpoint(path, model, {"env": dataclasses.asdict(env_cfg), "data": {"path": str(data)}})
-    return path
 
 
 def evaluate_in_process(argv, capsys=None) -> int:

@@ -1,6 +1,5 @@
 """agent/sharding.py: chunks are split among ranks and merged back in order; evaluate.py under torchrun gives the
 single-process results."""
-import dataclasses
 import json
 import os
 import socket
@@ -8,12 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from agent.sharding import Shard, chunk_generator, merge_chunks
-from envs import env_config, make
-from worldmodels import JEPA, ModelConfig, save_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -35,21 +31,8 @@ def test_chunk_generators_depend_on_seed_and_chunk_only():
     assert not torch.equal(draw(0, 1), draw(0, 2)) and not torch.equal(draw(0, 1), draw(1, 1))
 
 
-def tiny_checkpoint(path: Path) -> Path:
-    env_cfg = env_config("wall", obs_type="state")
-    env = make(env_cfg)
-    torch.manual_seed(0)
-    model = JEPA(ModelConfig("state", env.observation_space.shape, action_dim=10, latent_dim=8, hidden=16,
-                             action_embed=8, predictor_hidden=16, predictor_layers=2))
-    torch.nn.init.normal_(model.predictor[-1].weight, std=0.1)
-    model.set_normalization(np.zeros(10), np.ones(10), np.tile(env.action_low, 5), np.tile(env.action_high, 5),
-                            np.full(2, 32.0), np.full(2, 16.0))
-    save_checkpoint(path, model, {"env": dataclasses.asdict(env_cfg)})
-    return path
-
-
-def test_evaluate_under_torchrun_equals_one_process(tmp_path):
-    ckpt = tiny_checkpoint(tmp_path / "wall.pt")
+def test_evaluate_under_torchrun_equals_one_process(tmp_path, tiny_checkpoint):
+    ckpt = tiny_checkpoint(tmp_path / "wall.pt", "state")
     args = [f"checkpoint={ckpt}", "env.obs_type=state", "episodes=5", "batch=2", "log_videos=0", "mpc.horizon=4",
             "mpc.budget=3", "planner.iters=8", "planner.iters_warm=4", "planner.sync_every=4"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

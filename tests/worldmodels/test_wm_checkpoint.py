@@ -65,6 +65,7 @@ def test_garbage_file(tmp_path):
     expect_error(path, "truncated or corrupt")
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_foreign_files(tmp_path):
     plain = tmp_path / "plain.pt"
     torch.save({"state_dict": {"w": torch.zeros(2)}}, plain)
