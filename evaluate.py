@@ -22,6 +22,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +39,7 @@ from agent.logging import EvalLogger, NearestFrames
 
 REPO = Path(__file__).resolve().parent
 PRETRAINED = REPO / "worldmodels" / "pretrained"
+REFERENCE_EPISODES, REFERENCE_EPISODE_LEN = 64, 8  # the fallback frame set for plan pictures: 576 frames
 
 
 def episode_seeds(seed: int, n: int) -> list[int]:
@@ -56,14 +58,17 @@ def check_model_fits_env(meta: dict, env_cfg: envs.EnvConfig, action_size: int, 
                          f"{action_size}-d block actions")
 
 
-def dataset_frames(model, meta: dict, seed: int) -> NearestFrames | None:
-    """Encoded frames of the checkpoint's training data (meta `data.path`, as train.py writes it) for plan
-    pictures; None when that data is not on this machine."""
+def dataset_frames(model, meta: dict, env_cfg: envs.EnvConfig, seed: int) -> NearestFrames:
+    """Encoded frames for plan pictures: from the checkpoint's training data (meta `data.path`) when it is on
+    this machine, else from a small fresh collection with the env's data policy (a shipped checkpoint on a new
+    machine has no dataset beside it)."""
+    from envs.data import Dataset, collect
     path = (meta.get("data") or {}).get("path")
-    if not path or not (Path(path) / "meta.json").exists():
-        return None
-    from envs.data import Dataset
-    return NearestFrames.from_dataset(model, Dataset(path), seed=seed)
+    if path and (Path(path) / "meta.json").exists():
+        return NearestFrames.from_dataset(model, Dataset(path), seed=seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        collect(env_cfg, tmp, episodes=REFERENCE_EPISODES, episode_len=REFERENCE_EPISODE_LEN, seed=seed)
+        return NearestFrames.from_dataset(model, Dataset(tmp), seed=seed)
 
 
 def versions() -> dict:
@@ -145,7 +150,7 @@ def run(cfg, shard: sharding.Shard = sharding.Shard()) -> dict | None:
     parts = shard.gather(chunks)
     if not shard.main:
         return None
-    nearest = dataset_frames(model, meta, cfg.seed) if env_cfg.obs_type == "pixels" else None
+    nearest = dataset_frames(model, meta, env_cfg, cfg.seed) if env_cfg.obs_type == "pixels" else None
     logdir.mkdir(parents=True, exist_ok=True)
     logger = EvalLogger(str(logdir), nearest)
     episodes, solves = [], []

@@ -62,6 +62,15 @@ def test_results_json_schema_and_event_file(checkpoints, tmp_path, capsys):
     assert {"episode/0000/video", "plan/picture/0000"} <= set(acc.Tags()["images"])
 
 
+def test_plan_pictures_without_the_training_data_use_a_fresh_reference_set(tmp_path):
+    """A shipped checkpoint on a new machine has no dataset beside it: plan pictures must still be drawn."""
+    ckpt = save_tiny_checkpoint(tmp_path / "wall.pt", "pixels", data=tmp_path / "not-here")
+    logdir = tmp_path / "run"
+    assert evaluate_in_process([f"checkpoint={ckpt}", f"logdir={logdir}", *FAST]) == 0
+    acc = EventAccumulator(str(logdir), size_guidance={"images": 0}).Reload()
+    assert "plan/picture/0000" in acc.Tags()["images"]
+
+
 def strip_timings(x):
     if isinstance(x, dict):
         return {k: strip_timings(v) for k, v in x.items() if k not in TIMING and k != "logdir"}
