@@ -6,8 +6,9 @@
 
 Without `data.path` the env's `data:` section is collected once into data/<env>-<obs_type>-<hash of env+data>
 and reused by later runs. Writes DIR/checkpoint.pt (weights, resolved config, normalisation, env config, format
-version, git commit, metrics, optimizer state) atomically every `train.ckpt_every` steps and at the end, and
-TensorBoard logs in DIR (train/, eval/, perf/). `resume=true logdir=DIR` continues a killed run from its last
+version, git commit, metrics, optimizer state) atomically every `train.ckpt_every` steps and at the end,
+DIR/model.pt at the end (the same without the optimizer state: a third of the size, what evaluate.py and the
+shipped worldmodels/pretrained/<env>.pt use), and TensorBoard logs in DIR (train/, eval/, perf/). `resume=true logdir=DIR` continues a killed run from its last
 checkpoint and ends with the same weights as an uninterrupted run: every random draw (batch, SIGReg directions)
 is a function of (seed, step) alone, so the checkpoint's weights, optimizer state and step are the whole state.
 `train.batch_size` is the global batch; under DDP each rank takes its slice and the regulariser sees the gathered
@@ -43,6 +44,7 @@ from worldmodels import (JEPA, REGULARIZERS, CheckpointError, ModelConfig, laten
 
 REPO = Path(__file__).resolve().parent
 CHECKPOINT = "checkpoint.pt"
+FINAL_MODEL = "model.pt"
 MIN_LR_FRACTION = 0.1          # cosine decay ends at this fraction of train.lr
 CHUNK = 512               # frames processed at once for statistics and evaluation (bounds memory)
 RESUME_MAY_CHANGE = ("resume", "device", "logdir")
@@ -373,8 +375,10 @@ def _train(cfg, tc: TrainConfig, env_cfg, logdir: Path, device: torch.device, ra
     bar.close()
     if is_main:
         writer.close()
+        save_checkpoint(logdir / FINAL_MODEL, model, meta)
         shown = ", ".join(f"{k.split('/')[1]}={v:.4g}" for k, v in meta["metrics"].items() if k.startswith("eval/"))
-        print(f"trained {env_cfg.name} to step {tc.steps}: {shown}\ncheckpoint: {logdir / CHECKPOINT}")
+        print(f"trained {env_cfg.name} to step {tc.steps}: {shown}\ncheckpoint: {logdir / CHECKPOINT}\n"
+              f"model for planning: {logdir / FINAL_MODEL}")
     return model
 
 

@@ -12,6 +12,7 @@ import train
 from envs import EnvConfig
 from envs.data import collect
 from worldmodels import load_checkpoint
+from worldmodels.checkpoint import read_checkpoint
 
 TINY = ["env.image_size=16", "model.latent_dim=8", "model.channels=[4,8]", "model.hidden=16",
         "model.action_embed=8", "model.predictor_hidden=16", "train.batch_size=8", "train.seq_len=3",
@@ -40,6 +41,10 @@ def test_run_writes_checkpoint_and_tensorboard(dataset, tmp_path):
     for k, v in weights(model).items():
         assert torch.equal(loaded.state_dict()[k], v), k
     assert meta["step"] == 4 and meta["config"]["data"]["path"] == str(Path(dataset).resolve())
+    final, final_meta = load_checkpoint(tmp_path / "model.pt", env="wall", obs_type="pixels")
+    assert "training" not in read_checkpoint(tmp_path / "model.pt") and final_meta["step"] == 4
+    for k, v in weights(model).items():
+        assert torch.equal(final.state_dict()[k], v), k
     assert meta["env"]["image_size"] == 16 and meta["config"]["model"]["latent_dim"] == 8
     assert {"git_commit", "versions", "action_mean", "action_std", "seed"} <= set(meta)
     for key in ("train/pred_loss", "train/reg_loss", "train/effective_rank", "perf/steps_per_s",

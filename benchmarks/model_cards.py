@@ -1,0 +1,40 @@
+"""Model cards of world-model checkpoints, read from what train.py stored in them (config, commit, metrics).
+
+    python benchmarks/model_cards.py [worldmodels/pretrained/*.pt]
+
+Prints one markdown row per checkpoint: the env and observation, size, training steps and speed, and the
+held-out open-loop prediction error relative to the constant-latent baseline (1.0 = no better than predicting
+that nothing moves) at k = 1, 5 and the episode length H, plus the linear-probe R^2 latent -> physical state.
+"""
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from worldmodels.checkpoint import read_checkpoint  # noqa: E402
+
+
+def card(path: Path) -> str:
+    ckpt = read_checkpoint(path)
+    meta, m = ckpt["meta"], ckpt["meta"]["metrics"]
+    params = sum(v.numel() for v in ckpt["model"].values())
+    horizon = meta["data"]["episode_len"]
+    rel = lambda k: f"{m[f'eval/rel_err_k{k}']:.3f}" if f"eval/rel_err_k{k}" in m else "-"  # noqa: E731
+    mb = path.stat().st_size / 2**20
+    return (f"| {meta['env']['name']} | {meta['env']['obs_type']} | {params / 1e3:.0f}k / {mb:.1f} MB | "
+            f"{meta['step']} | {m.get('perf/steps_per_s', float('nan')):.1f} | {rel(1)} | {rel(5)} | "
+            f"{rel(horizon)} (H={horizon}) | {m.get('eval/probe_r2', float('nan')):.3f} | "
+            f"{(meta.get('git_commit') or '-')[:10]} |")
+
+
+def main(paths: list[str]) -> None:
+    paths = [Path(p) for p in paths] or sorted((REPO / "worldmodels" / "pretrained").glob("*.pt"))
+    print("| env | obs | params / file | steps | train steps/s | rel. err k=1 | k=5 | k=H | probe R^2 | commit |\n"
+          "|---|---|---|---|---|---|---|---|---|---|")
+    for path in paths:
+        print(card(path))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
