@@ -6,7 +6,7 @@ All H one-step predictions are ONE `model.predict` call on (B*H, D) rows. Becaus
 gradients of L are written out in closed form:
     dL/dF_t = 2 (F_t - s_{t+1}) + 2 gamma (F_t - g),   dL/ds_{t+1} = -2 (F_t - s_{t+1})
 and only the action path goes through autograd (`autograd.grad(F, actions, dL/dF)`): F's state-input Jacobian is
-never formed. One Adam with two learning rates (states lr_states, actions lr_actions; the author's two parameter
+never formed. `stopgrad=False` (an ablation only) adds the state-input path J_s(F)^T dL/dF_t to each s_t. One Adam with two learning rates (states lr_states, actions lr_actions; the author's two parameter
 groups) steps both, kept in one flat buffer; then Gaussian noise sigma * xi is added to the states only.
 
 Every `sync_every` iterations the plan is checked against the true serial rollout:
@@ -60,6 +60,7 @@ class GraspConfig(PlannerConfig):
     cem_elites: int = 8
     cem_iters: int = 5
     cem_var_floor: float = 0.01
+    stopgrad: bool = True  # False: full gradients through F's state input (the ablation the paper argues against)
 
     def __post_init__(self):
         super().__post_init__()
@@ -113,13 +114,18 @@ class Grasp(Planner):
             sigma, gamma = _decay(c.sigma, c.sigma_end, phase), _decay(c.gamma, c.gamma_end, phase)
             inputs[:, 1:] = states
             leaf = actions.detach().requires_grad_()  # aliases `actions`; autograd sees only this path
+            state_in = inputs if c.stopgrad else inputs.detach().requires_grad_()
             with torch.enable_grad():
-                pred = model.predict(inputs.view(B * H, D), leaf.view(B * H, A)).view(B, H, D)
+                pred = model.predict(state_in.view(B * H, D), leaf.view(B * H, A)).view(B, H, D)
             resid = pred.detach() - torch.cat((states, goal_row), 1)  # F(s̄_t, a_t) - s_{t+1}  (B, H, D)
             goal_resid = pred.detach() - goal_row  # F(s̄_t, a_t) - g  (B, H, D)
             dyn_loss, goal_loss = resid.square().sum((1, 2)), goal_resid.square().sum((1, 2))
-            grad_actions.copy_(torch.autograd.grad(pred, leaf, (resid + gamma * goal_resid).mul_(2))[0])
+            grads = torch.autograd.grad(pred, (leaf,) if c.stopgrad else (leaf, state_in),
+                                        (resid + gamma * goal_resid).mul_(2))
+            grad_actions.copy_(grads[0])
             torch.mul(resid[:, :-1], -2, out=grad_states)
+            if not c.stopgrad:
+                grad_states.add_(grads[1][:, 1:])  # + J_s(F)^T dL/dF_t: the brittle state-input path
             adam.step(grad)
             if sigma > 0:
                 states.add_(torch.randn(states.shape, generator=generator, device=states.device,

@@ -33,6 +33,20 @@ def test_state_input_of_the_model_never_gets_gradients():
     assert any(model.state_input_grad)
 
 
+def test_stopgrad_false_adds_the_state_input_path_to_the_state_gradient():
+    """The ablation differentiates F's state input, and on a linear model its state step is the exact gradient of
+    the full lifted loss: with sigma=0 and no sync the first state update must differ from the stop-gradient one."""
+    model = Linear(scale=1.2)
+    start, goal = reachable(model, 5, batch=2)
+    states = {}
+    for stopgrad in (True, False):
+        model.state_input_grad.clear()
+        plan = planners.make("grasp", iters=1, sigma=0.0, sync="none", stopgrad=stopgrad).plan(model, start, goal, 5)
+        assert any(model.state_input_grad) is not stopgrad
+        states[stopgrad] = plan.states
+    assert states[True] is not None and not torch.allclose(states[True], states[False])
+
+
 def test_one_batched_predict_call_per_iteration():
     model = Linear()
     start, goal = reachable(model, 7, batch=3)
