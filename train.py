@@ -158,10 +158,14 @@ class Episodes:
 
 # ---- evaluation -------------------------------------------------------------------------------------------------
 @torch.no_grad()
-def evaluate(model: JEPA, obs: torch.Tensor, actions: torch.Tensor, states: torch.Tensor) -> dict[str, float]:
+def evaluate(model: JEPA, obs: torch.Tensor, actions: torch.Tensor, states: torch.Tensor,
+             task_distance=None) -> dict[str, float]:
     """Open-loop k-step latent prediction error on held-out episodes (mean over episodes and start frames of
     ||s_hat_{t+k} - E(o_{t+k})||^2), for k = 1, 5 and the episode length H, each also relative to the
-    constant-latent baseline ||E(o_t) - E(o_{t+k})||^2; and a linear probe latent -> physical state (R^2)."""
+    constant-latent baseline ||E(o_t) - E(o_{t+k})||^2; a linear probe latent -> physical state (R^2); and, given
+    the env's `task_distance(state, goal)`, how well latent distance ranks task distance over random pairs of
+    held-out frames (Spearman): the planner's cost is latent distance, so a low value means a cost landscape
+    that is flat away from the goal however well the model predicts."""
     E, T = actions.shape[:2]
     flat = obs.reshape(-1, *obs.shape[2:])
     z = torch.cat([model.encode(flat[i:i + CHUNK]) for i in range(0, len(flat), CHUNK)])
@@ -175,7 +179,20 @@ def evaluate(model: JEPA, obs: torch.Tensor, actions: torch.Tensor, states: torc
             metrics[f"eval/pred_err_k{k}"] = err
             metrics[f"eval/rel_err_k{k}"] = err / max(baseline, 1e-12)
     metrics["eval/probe_r2"] = linear_probe_r2(z.cpu(), states)
+    if task_distance is not None:
+        metrics["eval/dist_spearman"] = distance_rank_correlation(z.cpu().flatten(0, 1), states.flatten(0, 1),
+                                                                  task_distance)
     return metrics
+
+
+def distance_rank_correlation(z: torch.Tensor, states: torch.Tensor, task_distance, pairs: int = 1000) -> float:
+    """Spearman correlation of ||z_i - z_j|| and task_distance(state_i, state_j) over fixed random pairs."""
+    gen = torch.Generator().manual_seed(0)
+    i, j = torch.randint(len(z), (2, pairs), generator=gen)
+    latent = (z[i] - z[j]).norm(dim=-1)
+    task = torch.tensor([task_distance(states[a].numpy(), states[b].numpy()) for a, b in zip(i, j)])
+    rank = lambda x: x.argsort().argsort().double()  # noqa: E731
+    return torch.corrcoef(torch.stack([rank(latent), rank(task)]))[0, 1].item()
 
 
 def linear_probe_r2(z: torch.Tensor, states: torch.Tensor) -> float:
@@ -291,9 +308,8 @@ def _train(cfg, tc: TrainConfig, env_cfg, logdir: Path, device: torch.device, ra
         raise ConfigError(f"data.path={cfg.data.path!r} was collected with env.{k}={dataset.meta['env'].get(k)!r}, "
                           f"but env.{k}={getattr(env_cfg, k)!r}; set env.{k} to match or collect new data")
     episodes = Episodes(dataset, tc.eval_episodes, tc.seq_len)
-    probe_env = envs.make(env_cfg)
+    probe_env = envs.make(env_cfg)   # bounds, and the task distance for eval/dist_spearman
     native_low, native_high = probe_env.action_space.low, probe_env.action_space.high
-    probe_env.close()
 
     torch.manual_seed(cfg.seed)   # weight init
     model_cfg = ModelConfig(obs_type=env_cfg.obs_type, obs_shape=dataset.meta["obs_shape"],
@@ -338,7 +354,7 @@ def _train(cfg, tc: TrainConfig, env_cfg, logdir: Path, device: torch.device, ra
 
     def run_eval(step: int):
         model.eval()
-        metrics = evaluate(model, *episodes.held_out())
+        metrics = evaluate(model, *episodes.held_out(), probe_env.distance)
         model.train()
         for tag, value in metrics.items():
             writer.add_scalar(tag, value, step)
@@ -373,6 +389,7 @@ def _train(cfg, tc: TrainConfig, env_cfg, logdir: Path, device: torch.device, ra
         if done % tc.ckpt_every == 0 or done == tc.steps:
             checkpoint(done)
     bar.close()
+    probe_env.close()
     if is_main:
         writer.close()
         save_checkpoint(logdir / FINAL_MODEL, model, meta)

@@ -31,6 +31,16 @@ def config(dataset, logdir, *extra):
     return configs.load_config("train", ["env=wall", f"data.path={dataset}", f"logdir={logdir}", *TINY, *extra])
 
 
+def test_distance_rank_correlation_tells_a_metric_latent_from_a_scrambled_one():
+    gen = torch.Generator().manual_seed(0)
+    states = torch.rand(300, 2, generator=gen) * 64
+    task = lambda a, b: float(((a - b) ** 2).sum() ** 0.5)  # noqa: E731
+    smooth = torch.cat([states / 64, torch.zeros(300, 6)], 1)       # latent = position: ranks agree
+    scrambled = torch.randn(300, 8, generator=gen)                   # latent unrelated to position
+    assert train.distance_rank_correlation(smooth, states, task) > 0.99
+    assert abs(train.distance_rank_correlation(scrambled, states, task)) < 0.15
+
+
 def weights(model) -> dict:
     return {k: v.clone() for k, v in model.state_dict().items()}
 
@@ -48,7 +58,7 @@ def test_run_writes_checkpoint_and_tensorboard(dataset, tmp_path):
     assert meta["env"]["image_size"] == 16 and meta["config"]["model"]["latent_dim"] == 8
     assert {"git_commit", "versions", "action_mean", "action_std", "seed"} <= set(meta)
     for key in ("train/pred_loss", "train/reg_loss", "train/effective_rank", "perf/steps_per_s",
-                "eval/rel_err_k1", "eval/rel_err_k5", "eval/rel_err_k6", "eval/probe_r2"):
+                "eval/rel_err_k1", "eval/rel_err_k5", "eval/rel_err_k6", "eval/probe_r2", "eval/dist_spearman"):
         assert key in meta["metrics"], key
     assert list(tmp_path.glob("events.out.tfevents.*"))
 
