@@ -62,7 +62,11 @@ class CEM(Planner):
             samples = clip(model, sample_around(mean, std, c.samples, generator), c.clip_actions)
             cost, _ = rollout_cost(model, start, goal, samples)  # (B, N)
             best.offer_samples(cost, samples)
-            elite_cost, top = elites(cost, samples, c.elites)
-            mean, std = top.mean(1), top.std(1, correction=0)
+            elite_cost, top = elites(cost, samples, c.elites)  # ascending (B, k), (B, k, H, A)
+            mean, std = self._refit(elite_cost, top)
             diag.record(it, elite_cost=elite_cost.mean(1), std=std.mean((1, 2)), best_cost=best.cost)
         return best.plan(diag.rows, iters)
+
+    def _refit(self, elite_cost: Tensor, top: Tensor) -> tuple[Tensor, Tensor]:
+        """The next sampling Gaussian from the elites: mean and std (B, H, A)."""
+        return top.mean(1), top.std(1, correction=0)
