@@ -119,6 +119,8 @@ def run(cfg, shard: sharding.Shard = sharding.Shard()) -> dict | None:
     for key in ("episodes", "batch"):
         if cfg[key] < 1:
             raise AgentError(f"{key}={cfg[key]}: must be >= 1")
+    if cfg.threads is not None and cfg.threads < 1:
+        raise AgentError(f"threads={cfg.threads}: must be >= 1, or null for torch's default")
     if cfg.log_videos < 0:
         raise AgentError(f"log_videos={cfg.log_videos}: must be >= 0")
     model, meta, checkpoint = load_world_model(cfg, env_cfg)
@@ -128,6 +130,8 @@ def run(cfg, shard: sharding.Shard = sharding.Shard()) -> dict | None:
         raise AgentError(f"logdir={str(logdir)!r} already holds a finished run; choose another logdir")
 
     # ---- run ------------------------------------------------------------------------------------------------
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     seeds = episode_seeds(cfg.seed, cfg.episodes)
     chunks, done = [], []  # this rank's (chunk index, (episodes, solves))

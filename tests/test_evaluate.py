@@ -110,6 +110,7 @@ def test_cli_end_to_end_on_a_tiny_checkpoint(checkpoints, tmp_path):
     (lambda c, d: [f"checkpoint={c['pixels']}", "mpc.horizon=0"], ["mpc.horizon=0"]),
     (lambda c, d: [f"checkpoint={c['pixels']}", "mpc.budget=-1"], ["mpc.budget=-1"]),
     (lambda c, d: [f"checkpoint={c['pixels']}", "episodes=0"], ["episodes=0"]),
+    (lambda c, d: [f"checkpoint={c['pixels']}", "threads=0"], ["threads=0"]),
     (lambda c, d: [f"checkpoint={c['pixels']}", "planner.iters=-5"], ["planner.iters=-5"]),
 ])
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(checkpoints, tmp_path, capsys, make_argv, words):
