@@ -4,11 +4,10 @@
 
 One step = one planner step (`action_block` native actions, default config); batched figures count every env of
 the batch (B * batch steps / s). Actions are uniform random in the action box. Each cell runs for about `seconds`
-after a reset and a warm-up step. Envs whose module is not there yet are skipped. Prints a markdown table.
+after a reset and a warm-up step. Prints a markdown table.
 """
 from __future__ import annotations
 
-import importlib.util
 import sys
 import time
 from pathlib import Path
@@ -16,23 +15,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import cli  # noqa: E402
 import envs  # noqa: E402
 
 BATCH = 16
-
-
-def parse(argv: list[str]) -> dict:
-    args = {"envs": ",".join(envs.ENVS), "seconds": "1.0"}
-    for arg in argv:
-        key, sep, value = arg.partition("=")
-        if not sep or key not in args:
-            raise SystemExit(f"error: bad argument {arg!r}; accepted: envs=NAME[,NAME...], seconds=S")
-        args[key] = value
-    names = args["envs"].split(",")
-    unknown = [n for n in names if n not in envs.ENVS]
-    if unknown:
-        raise SystemExit(f"error: unknown env(s) {', '.join(unknown)}; choose from: {', '.join(envs.ENVS)}")
-    return {"envs": names, "seconds": float(args["seconds"])}
 
 
 def steps_per_second(step, actions: np.ndarray, n_envs: int, seconds: float) -> float:
@@ -61,15 +47,13 @@ def measure(name: str, obs_type: str, seconds: float) -> tuple[float, float, int
 
 
 def main(argv: list[str]) -> None:
-    args = parse(argv)
+    args = cli.parse(argv, {"envs": ",".join(envs.ENVS), "seconds": "1.0"}, "envs=NAME[,NAME...], seconds=S")
+    names = cli.env_names(args["envs"])
     print(f"| env | obs | steps/s single | steps/s EnvBatch({BATCH}) | native actions/s single |")
     print("|---|---|---|---|---|")
-    for name in args["envs"]:
-        if importlib.util.find_spec(envs.ENVS[name].split(":")[0]) is None:
-            print(f"| {name} | - | skipped: module not written yet | | |")
-            continue
+    for name in names:
         for obs_type in ("pixels", "state"):
-            single, batched, block = measure(name, obs_type, args["seconds"])
+            single, batched, block = measure(name, obs_type, float(args["seconds"]))
             print(f"| {name} | {obs_type} | {single:,.0f} | {batched:,.0f} | {single * block:,.0f} |", flush=True)
 
 

@@ -1,10 +1,10 @@
 """Planner speed: ms per iteration for every planner over horizons and batch sizes, on one world model.
 
-    python benchmarks/planner_speed.py [checkpoint=PATH] [repeats=3]
+    python benchmarks/planner_speed.py [checkpoint=worldmodels/pretrained/wall.pt] [repeats=3]
 
-With `checkpoint=PATH` the project's world model is loaded with `worldmodels.load_checkpoint`; without it the
-project's JEPA is built at its default size (predictor: 3x512 residual MLP, D=64, A=10) with random weights, which
-is enough for timing. The output says which was used. Prints a markdown table plus two ratios:
+The world model is the shipped default (wall, pixels; planners only see its latent predictor) unless `checkpoint=`
+names another. Starts and goals are random latents: timing does not depend on them. Prints a markdown table plus
+two ratios:
   - one GRASP core iteration (sync=none) / one forward + action-backward of `model.predict` on B*H rows
     (the same call GRASP makes; target <= 1.5: planner overhead is small),
   - GD iteration time / GRASP iteration time at H=50 (target >= 5: time-parallel beats serial BPTT).
@@ -21,32 +21,20 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import cli  # noqa: E402
 import planners  # noqa: E402
 import worldmodels  # noqa: E402
 
 HORIZONS, BATCHES = (10, 25, 50, 100), (1, 16)
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "worldmodels/pretrained/wall.pt"
 
 
-def parse(argv: list[str]) -> dict:
-    args = {"checkpoint": None, "repeats": 3}
-    for arg in argv:
-        key, sep, value = arg.partition("=")
-        if not sep or key not in args:
-            raise SystemExit(f"error: bad argument {arg!r}; accepted: checkpoint=PATH, repeats=N")
-        args[key] = value if key == "checkpoint" else int(value)
-    return args
-
-
-def load_model(checkpoint: str | None):
-    if checkpoint is None:
-        model = worldmodels.JEPA(worldmodels.ModelConfig(obs_type="state", obs_shape=(4,), action_dim=10))
-        return model.eval().requires_grad_(False), ("project JEPA at default size with RANDOM weights (predictor "
-                                                    "3x512 residual MLP, D=64, A=10); timing only")
+def load_model(checkpoint: str):
     try:
         model, _ = worldmodels.load_checkpoint(checkpoint)
     except worldmodels.CheckpointError as err:
         raise SystemExit(f"error: {err}")
-    return model.eval().requires_grad_(False), f"world model from {checkpoint}"
+    return model.eval().requires_grad_(False)
 
 
 def timed(fn, repeats: int) -> float:
@@ -82,10 +70,12 @@ def predict_fwd_bwd_ms(model, rows: int, repeats: int) -> float:
 
 
 def main(argv: list[str]) -> None:
-    args = parse(argv)
-    model, which = load_model(args["checkpoint"])
+    args = cli.parse(argv, {"checkpoint": str(DEFAULT_CHECKPOINT), "repeats": "3"}, "checkpoint=PATH, repeats=N")
+    args["repeats"] = int(args["repeats"])
+    model = load_model(args["checkpoint"])
     D = model.latent_dim
-    print(f"model: {which}; torch {torch.__version__}, {torch.get_num_threads()} threads\n")
+    print(f"model: {args['checkpoint']} (latent {D}, action {model.action_dim}); torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads\n")
     iters = {"grasp": 51, "grasp (sync=none)": 26, "latco": 26, "gd": 5, "cem": 3, "mppi": 3}
     made = {name: planners.make(name) for name in ("grasp", "latco", "gd", "cem", "mppi")}
     made["grasp (sync=none)"] = planners.make("grasp", sync="none")

@@ -5,7 +5,7 @@ with configs/env/<env>.yaml), on synthetic batches of the right shapes (no data 
 
 One step = forward (encode all frames, open-loop predictions), regulariser, backward, AdamW, exactly train.py's
 `train_step`. Reports the median over `steps` timed steps after 3 warm-up steps, and the time the env's
-`train.steps` would take at that speed. Envs whose config or module is not there yet are skipped. Prints a
+`train.steps` would take at that speed. Prints a
 markdown table.
 """
 from __future__ import annotations
@@ -19,26 +19,13 @@ import torch
 from omegaconf import OmegaConf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import cli  # noqa: E402
 import configs  # noqa: E402
 import envs  # noqa: E402
 import train  # noqa: E402
 from worldmodels import JEPA, ModelConfig  # noqa: E402
 
 WARMUP = 3
-
-
-def parse(argv: list[str]) -> dict:
-    args = {"envs": ",".join(envs.ENVS), "steps": "20"}
-    for arg in argv:
-        key, sep, value = arg.partition("=")
-        if not sep or key not in args:
-            raise SystemExit(f"error: bad argument {arg!r}; accepted: envs=NAME[,NAME...], steps=N")
-        args[key] = value
-    names = args["envs"].split(",")
-    unknown = [n for n in names if n not in envs.ENVS]
-    if unknown:
-        raise SystemExit(f"error: unknown env(s) {', '.join(unknown)}; choose from: {', '.join(envs.ENVS)}")
-    return {"envs": names, "steps": int(args["steps"])}
 
 
 def seconds_per_step(name: str, steps: int) -> tuple[float, str, int]:
@@ -67,21 +54,15 @@ def seconds_per_step(name: str, steps: int) -> tuple[float, str, int]:
 
 
 def main(argv: list[str]) -> None:
-    args = parse(argv)
+    args = cli.parse(argv, {"envs": ",".join(envs.ENVS), "steps": "20"}, "envs=NAME[,NAME...], steps=N")
+    names = cli.env_names(args["envs"])
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads\n")
     print("| env | input | ms/step | steps/s | train.steps | est. minutes |")
     print("|---|---|---|---|---|---|")
-    for name in args["envs"]:
-        if not (configs.CONFIG_DIR / "env" / f"{name}.yaml").exists() or not _module_exists(name):
-            print(f"| {name} | skipped (not there yet) | | | | |")
-            continue
-        sec, shape, total = seconds_per_step(name, args["steps"])
+    for name in names:
+        sec, shape, total = seconds_per_step(name, int(args["steps"]))
         print(f"| {name} | {shape} | {1000 * sec:.1f} | {1 / sec:.1f} | {total} | {total * sec / 60:.1f} |")
 
-
-def _module_exists(name: str) -> bool:
-    import importlib.util
-    return importlib.util.find_spec(envs.ENVS[name].split(":")[0]) is not None
 
 
 if __name__ == "__main__":

@@ -2,7 +2,6 @@ import envs  # noqa: I001  (first: sets MUJOCO_GL before MuJoCo loads)
 
 import numpy as np
 import pytest
-from gymnasium.utils.env_checker import check_env
 from PIL import Image
 
 from envs.pointmaze import SUCCESS_RADIUS
@@ -15,29 +14,12 @@ def env(request):
     env.close()
 
 
-def test_reset_and_step_shapes_and_dtypes(env):
-    obs, info = env.reset(seed=0)
-    expected = ((64, 64, 3), np.uint8) if env.cfg.obs_type == "pixels" else ((4,), np.float32)
-    assert (obs.shape, obs.dtype) == expected
-    assert env.action_space.shape == (10,) and env.action_space.dtype == np.float32
-    assert info["state"].shape == (4,) and info["state"].dtype == np.float64
-    assert info["goal_obs"].shape == obs.shape and not info["success"] and info["distance"] >= SUCCESS_RADIUS
-    obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
-    assert (obs.shape, obs.dtype) == expected
-    assert reward == pytest.approx(-info["distance"]) and not terminated and not truncated
-    if env.cfg.obs_type == "state":
-        np.testing.assert_allclose(obs, info["state"], rtol=1e-6)
-
-
-def test_same_seed_same_task_and_trajectory(env):
-    actions = np.random.default_rng(0).uniform(-1, 1, (5, 10))
-    runs = []
-    for _ in range(2):
-        obs, info = env.reset(seed=7)
-        runs.append([obs, info["goal_state"]] + [env.step(a)[0] for a in actions])
-    for a, b in zip(*runs):
-        np.testing.assert_array_equal(a, b)
-    assert not np.array_equal(env.reset(seed=8)[1]["goal_state"], runs[0][1])
+def test_state_observation_is_position_and_velocity():
+    env = envs.make("pointmaze", obs_type="state")
+    env.reset(seed=0)
+    obs, _, _, _, info = env.step(env.action_space.sample())
+    np.testing.assert_allclose(obs, info["state"], rtol=1e-6)
+    env.close()
 
 
 def test_set_state_round_trip_mid_trajectory(env):
@@ -56,20 +38,12 @@ def test_set_state_round_trip_mid_trajectory(env):
     np.testing.assert_array_equal([env.step(along_the_wall)[4]["state"] for _ in range(2)], first)
 
 
-def test_goal_rendering_and_success(env):
-    obs, info = env.reset(seed=2)
-    goal = info["goal_state"]
-    np.testing.assert_array_equal(info["goal_obs"], env.observe_state(goal))
-    assert not np.array_equal(info["goal_obs"], obs)
-    np.testing.assert_array_equal(env.get_state(), info["state"])   # observing the goal left the env alone
-    assert env.is_success(goal, goal) and not env.is_success(info["state"], goal)
+def test_success_radius_on_position(env):
+    goal = env.reset(seed=2)[1]["goal_state"]
+    assert SUCCESS_RADIUS == 0.5
     near, far = goal + [0.3, 0.35, 1.0, 0.0], goal + [0.3, 0.45, 0.0, 0.0]   # 0.46 and 0.54 away
     assert env.is_success(near, goal) and not env.is_success(far, goal)
     assert env.distance(far, goal) == pytest.approx(np.hypot(0.3, 0.45))
-
-
-def test_passes_gymnasium_env_checker(env):
-    check_env(env, skip_render_check=True)
 
 
 def test_top_down_camera_shows_the_ball_where_it_is():
@@ -111,12 +85,8 @@ def test_sampled_states_lie_in_free_cells_at_rest():
     env.close()
 
 
-def test_bad_inputs_raise_env_error(env):
+def test_bad_state_or_option_raises_env_error(env):
     env.reset(seed=0)
-    with pytest.raises(envs.EnvError, match="action shape"):
-        env.step(np.zeros(2))
-    with pytest.raises(envs.EnvError, match="NaN"):
-        env.step(np.full(10, np.nan))
     with pytest.raises(envs.EnvError, match="state"):
         env.set_state(np.zeros(3))
     with pytest.raises(envs.EnvError, match="UMaze, Medium"):

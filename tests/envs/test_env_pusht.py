@@ -2,7 +2,6 @@ import envs  # noqa: I001
 
 import numpy as np
 import pytest
-from gymnasium.utils.env_checker import check_env
 from PIL import Image
 
 from envs.pusht import AGENT_RADIUS, ANGLE_TOLERANCE, POS_TOLERANCE
@@ -15,32 +14,15 @@ def env(request):
     env.close()
 
 
-def test_reset_and_step_shapes_and_dtypes(env):
-    obs, info = env.reset(seed=0)
-    expected = ((64, 64, 3), np.uint8) if env.cfg.obs_type == "pixels" else ((8,), np.float32)
-    assert (obs.shape, obs.dtype) == expected
-    assert env.action_space.shape == (10,) and env.action_space.dtype == np.float32
+def test_actions_are_table_positions_and_state_observation_is_normalised():
+    env = envs.make("pusht", obs_type="state")
     assert env.action_space.low.min() == 0 and env.action_space.high.max() == 512
-    assert info["state"].shape == (10,) and info["state"].dtype == np.float64
-    assert info["goal_obs"].shape == obs.shape and not info["success"]
-    obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
-    assert (obs.shape, obs.dtype) == expected
-    assert reward == pytest.approx(-info["distance"]) and not terminated and not truncated
-    if env.cfg.obs_type == "state":
-        s = info["state"]
-        np.testing.assert_allclose(obs, [*(s[:4] / 256 - 1), np.cos(s[4]), np.sin(s[4]), *(s[5:7] / 512)],
-                                   rtol=1e-5, atol=1e-6)
-
-
-def test_same_seed_same_task_and_trajectory(env):
-    actions = np.random.default_rng(0).uniform(0, 512, (5, 10))
-    runs = []
-    for _ in range(2):
-        obs, info = env.reset(seed=7)
-        runs.append([obs, info["goal_state"]] + [env.step(a)[0] for a in actions])
-    for a, b in zip(*runs):
-        np.testing.assert_array_equal(a, b)
-    assert not np.array_equal(env.reset(seed=8)[1]["goal_state"], runs[0][1])
+    env.reset(seed=0)
+    obs, _, _, _, info = env.step(env.action_space.sample())
+    s = info["state"]
+    np.testing.assert_allclose(obs, [*(s[:4] / 256 - 1), np.cos(s[4]), np.sin(s[4]), *(s[5:7] / 512)],
+                               rtol=1e-5, atol=1e-6)
+    env.close()
 
 
 def test_set_state_round_trip_mid_push(env):
@@ -62,13 +44,8 @@ def test_set_state_round_trip_mid_push(env):
     assert contacts >= 3
 
 
-def test_goal_rendering_and_success(env):
-    obs, info = env.reset(seed=2)
-    goal = info["goal_state"]
-    np.testing.assert_array_equal(info["goal_obs"], env.observe_state(goal))
-    assert not np.array_equal(info["goal_obs"], obs)
-    np.testing.assert_array_equal(env.get_state(), info["state"])
-    assert env.is_success(goal, goal) and not env.is_success(info["state"], goal)
+def test_success_thresholds_on_block_pose(env):
+    goal = env.reset(seed=2)[1]["goal_state"]
     moved = goal.copy()
     moved[[0, 1, 5]] += 100.0   # the agent's pose and velocity do not count
     moved[2:5] += [12.0, 15.0, ANGLE_TOLERANCE - 0.01]
@@ -79,10 +56,6 @@ def test_goal_rendering_and_success(env):
     across[4], goal[4] = -np.pi + 0.1, np.pi - 0.1   # 0.2 rad apart across the wrap
     assert env.is_success(across, goal)
     assert POS_TOLERANCE == 20.0
-
-
-def test_passes_gymnasium_env_checker(env):
-    check_env(env, skip_render_check=True)
 
 
 def test_frame_shows_agent_and_block_without_the_fixed_target():
@@ -133,12 +106,8 @@ def test_data_policy_moves_the_block():
     env.close()
 
 
-def test_bad_inputs_raise_env_error(env):
+def test_bad_state_or_option_raises_env_error(env):
     env.reset(seed=0)
-    with pytest.raises(envs.EnvError, match="action shape"):
-        env.step(np.zeros(2))
-    with pytest.raises(envs.EnvError, match="NaN"):
-        env.step(np.full(10, np.nan))
     with pytest.raises(envs.EnvError, match="state"):
         env.set_state(np.zeros(5))
     with pytest.raises(envs.EnvError, match="option"):

@@ -2,7 +2,6 @@ import envs  # noqa: I001  (first: sets MUJOCO_GL before MuJoCo loads)
 
 import numpy as np
 import pytest
-from gymnasium.utils.env_checker import check_env
 from PIL import Image
 
 from envs.reacher import SUCCESS_TOLERANCE, wrap
@@ -15,30 +14,13 @@ def env(request):
     env.close()
 
 
-def test_reset_and_step_shapes_and_dtypes(env):
-    obs, info = env.reset(seed=0)
-    expected = ((64, 64, 3), np.uint8) if env.cfg.obs_type == "pixels" else ((6,), np.float32)
-    assert (obs.shape, obs.dtype) == expected
-    assert env.action_space.shape == (10,) and env.action_space.dtype == np.float32
-    assert info["state"].shape == (4,) and info["state"].dtype == np.float64
-    assert info["goal_obs"].shape == obs.shape and not info["success"]
-    obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
-    assert (obs.shape, obs.dtype) == expected
-    assert reward == pytest.approx(-info["distance"]) and not terminated and not truncated
-    if env.cfg.obs_type == "state":
-        q, dq = info["state"][:2], info["state"][2:]
-        np.testing.assert_allclose(obs, np.concatenate([np.cos(q), np.sin(q), dq]), rtol=1e-5, atol=1e-6)
-
-
-def test_same_seed_same_task_and_trajectory(env):
-    actions = np.random.default_rng(0).uniform(-1, 1, (5, 10))
-    runs = []
-    for _ in range(2):
-        obs, info = env.reset(seed=7)
-        runs.append([obs, info["goal_state"]] + [env.step(a)[0] for a in actions])
-    for a, b in zip(*runs):
-        np.testing.assert_array_equal(a, b)
-    assert not np.array_equal(env.reset(seed=8)[1]["goal_state"], runs[0][1])
+def test_state_observation_is_angles_as_cos_sin_and_velocities():
+    env = envs.make("reacher", obs_type="state")
+    env.reset(seed=0)
+    obs, _, _, _, info = env.step(env.action_space.sample())
+    q, dq = info["state"][:2], info["state"][2:]
+    np.testing.assert_allclose(obs, np.concatenate([np.cos(q), np.sin(q), dq]), rtol=1e-5, atol=1e-6)
+    env.close()
 
 
 def test_set_state_round_trip_mid_trajectory(env):
@@ -59,13 +41,8 @@ def test_set_state_round_trip_mid_trajectory(env):
     assert at_limit >= 1
 
 
-def test_goal_rendering_and_success(env):
-    obs, info = env.reset(seed=2)
-    goal = info["goal_state"]
-    np.testing.assert_array_equal(info["goal_obs"], env.observe_state(goal))
-    assert not np.array_equal(info["goal_obs"], obs)
-    np.testing.assert_array_equal(env.get_state(), info["state"])
-    assert env.is_success(goal, goal) and not env.is_success(info["state"], goal)
+def test_success_threshold_on_joint_angles(env):
+    goal = env.reset(seed=2)[1]["goal_state"]
     inside = SUCCESS_TOLERANCE - 0.01
     assert env.is_success(goal + [inside, -inside, 3.0, 3.0], goal)            # velocities do not matter
     assert not env.is_success(goal + [0.0, SUCCESS_TOLERANCE + 0.01, 0.0, 0.0], goal)
@@ -79,10 +56,6 @@ def test_angles_wrap_around():
     assert env.is_success(state, goal) and env.distance(state, goal) == pytest.approx(0.04)
     assert wrap(3 * np.pi / 2) == pytest.approx(-np.pi / 2)
     env.close()
-
-
-def test_passes_gymnasium_env_checker(env):
-    check_env(env, skip_render_check=True)
 
 
 def test_frame_shows_the_arm_where_it_points():
@@ -122,12 +95,8 @@ def test_data_policy_covers_the_configuration_space():
     env.close()
 
 
-def test_bad_inputs_raise_env_error(env):
+def test_bad_state_or_option_raises_env_error(env):
     env.reset(seed=0)
-    with pytest.raises(envs.EnvError, match="action shape"):
-        env.step(np.zeros(2))
-    with pytest.raises(envs.EnvError, match="NaN"):
-        env.step(np.full(10, np.nan))
     with pytest.raises(envs.EnvError, match="state"):
         env.set_state(np.array([0.0, np.inf, 0.0, 0.0]))
     with pytest.raises(envs.EnvError, match="option"):

@@ -1,0 +1,21 @@
+"""`key=value` arguments of the small benchmark scripts (planners.py uses the project's config loader instead)."""
+import envs
+
+
+def parse(argv: list[str], defaults: dict[str, str], accepted: str) -> dict[str, str]:
+    """Arguments over `defaults`; a malformed or unknown one exits with a one-line error naming the accepted ones."""
+    args = dict(defaults)
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        if not sep or key not in args:
+            raise SystemExit(f"error: bad argument {arg!r}; accepted: {accepted}")
+        args[key] = value
+    return args
+
+
+def env_names(value: str) -> list[str]:
+    names = value.split(",")
+    unknown = [n for n in names if n not in envs.ENVS]
+    if unknown:
+        raise SystemExit(f"error: unknown env(s) {', '.join(unknown)}; choose from: {', '.join(envs.ENVS)}")
+    return names

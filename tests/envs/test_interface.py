@@ -1,0 +1,74 @@
+"""The GoalEnv contract every environment keeps, for pixels and state observations. Env-specific behaviour
+(physics, rendering, thresholds, data policies) is tested in test_env_<name>.py."""
+import envs  # noqa: I001  (first: sets MUJOCO_GL before MuJoCo loads)
+
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+STATE_OBS_DIM = {"wall": 2, "pointmaze": 4, "reacher": 6, "pusht": 8}   # obs_type=state
+STATE_DIM = {"wall": 2, "pointmaze": 4, "reacher": 4, "pusht": 10}      # get_state()
+
+
+@pytest.fixture(scope="module", params=[(name, obs) for name in envs.ENVS for obs in ("pixels", "state")],
+                ids=lambda p: "-".join(p))
+def env(request):
+    name, obs_type = request.param
+    env = envs.make(name, obs_type=obs_type)
+    yield env
+    env.close()
+
+
+def random_actions(env, n, seed=0):
+    space = env.action_space
+    return np.random.default_rng(seed).uniform(space.low, space.high, (n, *space.shape)).astype(np.float32)
+
+
+def test_reset_and_step_shapes_and_dtypes(env):
+    obs, info = env.reset(seed=0)
+    expected = ((64, 64, 3), np.uint8) if env.cfg.obs_type == "pixels" else ((STATE_OBS_DIM[env.cfg.name],),
+                                                                             np.float32)
+    assert (obs.shape, obs.dtype) == expected and env.observation_space.shape == expected[0]
+    assert env.action_space.shape == (10,) and env.action_space.dtype == np.float32   # action_block 5 x 2-D
+    assert info["state"].shape == (STATE_DIM[env.cfg.name],) and info["state"].dtype == np.float64
+    assert info["goal_obs"].shape == obs.shape and not info["success"]
+    obs, reward, terminated, truncated, info = env.step(random_actions(env, 1)[0])
+    assert (obs.shape, obs.dtype) == expected
+    assert reward == pytest.approx(-info["distance"]) and not terminated and not truncated
+
+
+def test_same_seed_same_task_and_trajectory(env):
+    actions = random_actions(env, 5)
+    runs = []
+    for _ in range(2):
+        obs, info = env.reset(seed=7)
+        runs.append([obs, info["goal_state"]] + [env.step(a)[0] for a in actions])
+    for a, b in zip(*runs):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(env.reset(seed=8)[1]["goal_state"], runs[0][1])
+
+
+def test_set_state_round_trip_and_goal_observation(env):
+    obs, info = env.reset(seed=2)
+    goal, start = info["goal_state"], info["state"]
+    np.testing.assert_array_equal(info["goal_obs"], env.observe_state(goal))
+    assert not np.array_equal(info["goal_obs"], obs)
+    np.testing.assert_array_equal(env.get_state(), start)   # observing the goal left the env alone
+    assert env.is_success(goal, goal) and not env.is_success(start, goal)
+    env.set_state(goal)
+    np.testing.assert_array_equal(env.get_state(), goal)
+    np.testing.assert_array_equal(env.observe(), info["goal_obs"])
+
+
+@pytest.mark.filterwarnings("ignore:.*Box observation space m")   # state obs are unbounded on purpose
+@pytest.mark.filterwarnings("ignore:.*recommend using a symmetric and normalized space")
+def test_passes_gymnasium_env_checker(env):
+    check_env(env, skip_render_check=True)
+
+
+def test_bad_actions_raise_one_line_env_errors(env):
+    env.reset(seed=0)
+    for action, needle in [(np.zeros(2), "action shape"), (np.full(10, np.nan), "NaN")]:
+        with pytest.raises(envs.EnvError, match=needle) as err:
+            env.step(action)
+        assert "\n" not in str(err.value)
