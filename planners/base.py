@@ -9,7 +9,7 @@ A planner is a frozen config dataclass plus a class whose `plan()` is
 
     plan(model, start (B, D), goal (B, D), horizon, warm_start=None, iters=None, generator=None, callback=None)
 
-The model is duck-typed (see /tmp contracts): `latent_dim`, `action_dim`, `predict(s, a)`, `rollout(s0, actions)`,
+The model is duck-typed: `latent_dim`, `action_dim`, `predict(s, a)`, `rollout(s0, actions)`,
 `action_low`, `action_high`, `device`. Randomness comes only from `generator` (default: a fresh generator seeded
 with 0, so a call without one is reproducible). `callback(it, diag)` gets, after every iteration, a dict of (B,)
 tensors: the row `it` of `Plan.diagnostics`.
@@ -137,6 +137,31 @@ def rollout_cost(model, start: Tensor, goal: Tensor, actions: Tensor) -> tuple[T
     s0 = start[:, None].expand(B, N, D).reshape(B * N, D)
     traj = model.rollout(s0, actions.reshape(B * N, H, A)).view(B, N, H, D)
     return (traj[:, :, -1] - goal[:, None]).square().sum(-1), traj
+
+
+def initial_actions(model, start: Tensor, horizon: int, warm_start: Plan | None, clip_actions: bool) -> Tensor:
+    """The first iterate's actions (B, H, A): the warm start's, else zeros (the dataset-mean action); clipped."""
+    if warm_start is None:
+        actions = torch.zeros(start.shape[0], horizon, model.action_dim, device=start.device, dtype=start.dtype)
+    else:
+        actions = warm_start.actions.to(start).clone()
+    return clip(model, actions, clip_actions)
+
+
+def initial_states(start: Tensor, goal: Tensor, horizon: int, warm_start: Plan | None) -> Tensor:
+    """The first iterate's virtual states s_1..s_{H-1} (B, H-1, D): the warm start's, else the line to the goal."""
+    if warm_start is None or warm_start.states is None:
+        return line_states(start, goal, horizon)
+    return warm_start.states.to(start)
+
+
+def lifted_variables(n_states: int, n_actions: int, lr_states: float, lr_actions: float, like: Tensor
+                     ) -> tuple[Tensor, "Adam"]:
+    """One flat buffer for a lifted planner's states then actions, and an Adam with a learning rate per part."""
+    flat = torch.empty(n_states + n_actions, device=like.device, dtype=like.dtype)
+    lr = torch.full_like(flat, lr_states)
+    lr[n_states:] = lr_actions
+    return flat, Adam(flat, lr)
 
 
 def line_states(start: Tensor, goal: Tensor, horizon: int) -> Tensor:

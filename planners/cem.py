@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from planners.base import Diagnostics, Incumbent, Planner, PlannerConfig, PlannerError, clip, normal, rollout_cost
+from planners.base import Diagnostics, Incumbent, Planner, PlannerConfig, PlannerError, clip, initial_actions, \
+    normal, rollout_cost
 
 
 @dataclass(frozen=True)
@@ -51,10 +52,7 @@ class CEM(Planner):
 
     def _solve(self, model, start, goal, horizon, warm_start, iters, generator, callback):
         c = self.cfg
-        B = start.shape[0]
-        mean = (torch.zeros(B, horizon, model.action_dim, device=start.device, dtype=start.dtype)
-                if warm_start is None else warm_start.actions.to(start).clone())
-        clip(model, mean, c.clip_actions)
+        mean = initial_actions(model, start, horizon, warm_start, c.clip_actions)
         std = torch.full_like(mean, c.init_std)
         best = Incumbent(model, start, goal, mean)
         diag = Diagnostics(("elite_cost", "std", "best_cost"), iters, start, callback)

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 import torch
 
-from planners.base import Adam, Diagnostics, Incumbent, Planner, PlannerConfig, PlannerError, clip, normal, rollout_cost
+from planners.base import Adam, Diagnostics, Incumbent, Planner, PlannerConfig, PlannerError, clip, initial_actions, \
+    normal, rollout_cost
 
 
 @dataclass(frozen=True)
@@ -33,10 +34,7 @@ class GD(Planner):
 
     def _solve(self, model, start, goal, horizon, warm_start, iters, generator, callback):
         c = self.cfg
-        B = start.shape[0]
-        first = (torch.zeros(B, horizon, model.action_dim, device=start.device, dtype=start.dtype)
-                 if warm_start is None else warm_start.actions.to(start).clone())
-        clip(model, first, c.clip_actions)
+        first = initial_actions(model, start, horizon, warm_start, c.clip_actions)
         best = Incumbent(model, start, goal, first)
         actions = first[:, None].repeat(1, c.starts, 1, 1)  # (B, R, H, A)
         actions[:, 1:] += c.init_std * normal(generator, actions[:, 1:].shape, actions)

@@ -6,8 +6,9 @@ All H one-step predictions are ONE `model.predict` call on (B*H, D) rows. Becaus
 gradients of L are written out in closed form:
     dL/dF_t = 2 (F_t - s_{t+1}) + 2 gamma (F_t - g),   dL/ds_{t+1} = -2 (F_t - s_{t+1})
 and only the action path goes through autograd (`autograd.grad(F, actions, dL/dF)`): F's state-input Jacobian is
-never formed. `stopgrad=False` (an ablation only) adds the state-input path J_s(F)^T dL/dF_t to each s_t. One Adam with two learning rates (states lr_states, actions lr_actions; the author's two parameter
-groups) steps both, kept in one flat buffer; then Gaussian noise sigma * xi is added to the states only.
+never formed. `stopgrad=False` (an ablation only) adds the state-input path J_s(F)^T dL/dF_t to each s_t.
+One Adam with two learning rates (states lr_states, actions lr_actions; the author's two parameter groups) steps
+both, kept in one flat buffer; then Gaussian noise sigma * xi is added to the states only.
 
 Every `sync_every` iterations the plan is checked against the true serial rollout:
   - the current actions are rolled out (true cost, virtual-vs-rollout gap),
@@ -34,8 +35,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from planners.base import Adam, Diagnostics, Incumbent, Planner, PlannerConfig, PlannerError, clip, line_states, \
-    rollout_cost
+from planners.base import Adam, Diagnostics, Incumbent, Planner, PlannerConfig, PlannerError, clip, initial_actions, \
+    initial_states, lifted_variables, normal, rollout_cost
 from planners.cem import elites, sample_around
 
 SYNC_MODES = ("grad", "cem", "none")
@@ -87,22 +88,12 @@ class Grasp(Planner):
         B, D = start.shape
         A = model.action_dim
         n = B * (H - 1) * D
-        flat = torch.empty(n + B * H * A, device=start.device, dtype=start.dtype)  # all variables, one buffer
+        flat, adam = lifted_variables(n, B * H * A, c.lr_states, c.lr_actions, start)
         states, actions = flat[:n].view(B, H - 1, D), flat[n:].view(B, H, A)
         grad = torch.empty_like(flat)
         grad_states, grad_actions = grad[:n].view(B, H - 1, D), grad[n:].view(B, H, A)
-        lr = torch.full_like(flat, c.lr_states)
-        lr[n:] = c.lr_actions
-        adam = Adam(flat, lr)
-        if warm_start is None or warm_start.states is None:
-            states.copy_(line_states(start, goal, H))
-        else:
-            states.copy_(warm_start.states)
-        if warm_start is None:
-            actions.zero_()
-        else:
-            actions.copy_(warm_start.actions)
-        clip(model, actions, c.clip_actions)
+        states.copy_(initial_states(start, goal, H, warm_start))
+        actions.copy_(initial_actions(model, start, H, warm_start, c.clip_actions))
         best = Incumbent(model, start, goal, actions, states)
         rollout_now, gap_now = best.last_cost, self._gap(states, best.last_traj)
         inputs = torch.empty(B, H, D, device=start.device, dtype=start.dtype)  # F's state inputs s̄_0..s̄_{H-1}
@@ -128,8 +119,7 @@ class Grasp(Planner):
                 grad_states.add_(grads[1][:, 1:])  # + J_s(F)^T dL/dF_t: the brittle state-input path
             adam.step(grad)
             if sigma > 0:
-                states.add_(torch.randn(states.shape, generator=generator, device=states.device,
-                                        dtype=states.dtype), alpha=sigma)
+                states.add_(normal(generator, states.shape, states), alpha=sigma)
             clip(model, actions, c.clip_actions)
 
             if (it + 1) % c.sync_every == 0 or it == iters - 1:

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 import torch
 
-from planners.base import Adam, Diagnostics, Incumbent, Planner, PlannerConfig, PlannerError, clip, line_states
+from planners.base import Diagnostics, Incumbent, Planner, PlannerConfig, PlannerError, clip, initial_actions, \
+    initial_states, lifted_variables
 
 
 @dataclass(frozen=True)
@@ -45,21 +46,11 @@ class LatCo(Planner):
         B, D = start.shape
         A = model.action_dim
         n = B * H * D
-        flat = torch.empty(n + B * H * A, device=start.device, dtype=start.dtype)  # all variables, one buffer
+        flat, adam = lifted_variables(n, B * H * A, c.lr_states, c.lr_actions, start)
         states, actions = flat[:n].view(B, H, D), flat[n:].view(B, H, A)  # s_1..s_H, a_0..a_{H-1}
-        lr = torch.full_like(flat, c.lr_states)
-        lr[n:] = c.lr_actions
-        adam = Adam(flat, lr)
-        if warm_start is None or warm_start.states is None:
-            states[:, :-1] = line_states(start, goal, H)
-        else:
-            states[:, :-1] = warm_start.states
+        states[:, :-1] = initial_states(start, goal, H, warm_start)
         states[:, -1] = goal
-        if warm_start is None:
-            actions.zero_()
-        else:
-            actions.copy_(warm_start.actions)
-        clip(model, actions, c.clip_actions)
+        actions.copy_(initial_actions(model, start, H, warm_start, c.clip_actions))
         best = Incumbent(model, start, goal, actions, states[:, :-1])
         rollout_now = best.last_cost
         diag = Diagnostics(("dyn_loss", "goal_loss", "rollout_cost", "best_cost"), iters, start, callback)

@@ -2,7 +2,6 @@ import envs  # noqa: I001  (first: sets MUJOCO_GL before MuJoCo loads)
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from envs.pointmaze import SUCCESS_RADIUS
 
@@ -58,7 +57,6 @@ def test_top_down_camera_shows_the_ball_where_it_is():
         rows, cols = np.nonzero(ball)
         expected_col, expected_row = (xy[0] + cells / 2) * 64 / cells, (cells / 2 - xy[1]) * 64 / cells
         assert abs(cols.mean() - expected_col) < 1.5 and abs(rows.mean() - expected_row) < 1.5
-    Image.fromarray(frame).save("/tmp/pointmaze.png")
     env.close()
 
 

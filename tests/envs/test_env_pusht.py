@@ -2,7 +2,6 @@ import envs  # noqa: I001
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from envs.pusht import AGENT_RADIUS, ANGLE_TOLERANCE, POS_TOLERANCE
 
@@ -65,7 +64,6 @@ def test_frame_shows_agent_and_block_without_the_fixed_target():
     state[:5] = [100.0, 400.0, 320.0, 200.0, 0.3]
     env.set_state(state)
     frame = env.render()
-    Image.fromarray(frame).save("/tmp/pusht.png")
     r, g, b = (frame[..., i].astype(int) for i in range(3))
     agent = (b > 190) & (r < 110)                                 # royal blue disc
     block = (abs(r - 119) < 25) & (abs(g - 136) < 25) & (b > 120) & (b < 190)   # slate grey T

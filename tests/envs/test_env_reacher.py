@@ -2,7 +2,6 @@ import envs  # noqa: I001  (first: sets MUJOCO_GL before MuJoCo loads)
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from envs.reacher import SUCCESS_TOLERANCE, wrap
 
@@ -72,7 +71,6 @@ def test_frame_shows_the_arm_where_it_points():
         assert len(rows) >= 20   # a stretched arm covers a few dozen pixels at 64x64
         centre_col, centre_row = cols.mean() - 31.5, 31.5 - rows.mean()   # image y grows downwards
         assert centre_col * dx + centre_row * dy > 8 and abs(centre_col * dy - centre_row * dx) < 3
-    Image.fromarray(frames[1].astype(np.uint8)).save("/tmp/reacher.png")
     env.close()
 
 
