@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from planners.base import line_states
+
 
 class AgentError(ValueError):
     """A bad MPC setting; the message is one line for the user."""
@@ -51,12 +53,6 @@ class MPCConfig:
             raise AgentError(f"mpc.replan_every={self.replan_every}: must be in [1, horizon={self.horizon}]")
 
 
-def _interpolate(anchor: torch.Tensor, goal: torch.Tensor, n: int) -> torch.Tensor:
-    """n points on the line anchor -> goal at fractions 1/(n+1) .. n/(n+1), so the goal itself is point n+1."""
-    frac = torch.arange(1, n + 1, dtype=anchor.dtype, device=anchor.device) / (n + 1)  # (n,)
-    return anchor[:, None] + frac[None, :, None] * (goal - anchor)[:, None]  # (B, n, D)
-
-
 def shift_plan(plan, steps: int, start: torch.Tensor, goal: torch.Tensor, model=None):
     """The warm start for the next solve after `steps` planner steps of `plan` were executed.
 
@@ -68,7 +64,7 @@ def shift_plan(plan, steps: int, start: torch.Tensor, goal: torch.Tensor, model=
     Consistency: if `model` is given the kept states are NOT the plan's virtual states but the rollout of the
     kept actions from the new `start` (B, D). Use this when the plan's actions are a best-by-rollout incumbent
     while its states come from a later iterate: shifting such states next to those actions leaves the pair
-    inconsistent (design doc grasp.md section 7 measured -8 points of success). Both come from one plan then.
+    inconsistent (the design note grasp.md section 7 reports ~8 points of success lost). Both come from one plan then.
     """
     actions = plan.actions
     B, H, A = actions.shape
@@ -82,7 +78,7 @@ def shift_plan(plan, steps: int, start: torch.Tensor, goal: torch.Tensor, model=
             with torch.no_grad():
                 kept = model.rollout(start, shifted[:, :n_kept]) if n_kept else states[:, :0]
         anchor = kept[:, -1] if n_kept else start
-        states = torch.cat([kept, _interpolate(anchor, goal, H - 1 - n_kept)], dim=1)  # (B, H-1, D)
+        states = torch.cat([kept, line_states(anchor, goal, H - n_kept)], dim=1)  # (B, H-1, D)
     return dataclasses.replace(plan, actions=shifted, states=states)
 
 
