@@ -16,11 +16,8 @@ import os
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 import datetime
-import importlib.metadata
 import json
-import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -31,6 +28,7 @@ from omegaconf import OmegaConf
 from tqdm import tqdm
 
 import configs
+from configs import provenance
 import envs
 import planners
 import worldmodels
@@ -69,20 +67,6 @@ def dataset_frames(model, meta: dict, env_cfg: envs.EnvConfig, seed: int) -> Nea
     with tempfile.TemporaryDirectory() as tmp:
         collect(env_cfg, tmp, episodes=REFERENCE_EPISODES, episode_len=REFERENCE_EPISODE_LEN, seed=seed)
         return NearestFrames.from_dataset(model, Dataset(tmp), seed=seed)
-
-
-def versions() -> dict:
-    try:
-        package = importlib.metadata.version("grasp-wm")
-    except importlib.metadata.PackageNotFoundError:
-        package = None
-    return {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
-            "grasp-wm": package}
-
-
-def git_commit() -> str | None:
-    out = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True)
-    return out.stdout.strip() or None if out.returncode == 0 else None
 
 
 def write_json(path: Path, data: dict) -> None:
@@ -190,7 +174,7 @@ def run(cfg, shard: sharding.Shard = sharding.Shard()) -> dict | None:
              "iters": e.iters, "nonfinite_plans": e.nonfinite_plans, "plan_time_s": e.plan_time_s,
              "time_to_success_s": e.time_to_success_s, "distances": e.distances}
             for e in episodes],
-        "config": resolved, "versions": versions(), "git_commit": git_commit(),
+        "config": resolved, "versions": provenance.versions(), "git_commit": provenance.git_commit(),
     }
     hparams = {"env": env_cfg.name, "planner": cfg.planner.name, "checkpoint": str(checkpoint), "seed": cfg.seed,
                "episodes": cfg.episodes, **{f"mpc.{k}": v for k, v in resolved["mpc"].items()},

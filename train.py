@@ -21,8 +21,6 @@ import hashlib
 import json
 import math
 import os
-import platform
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -37,12 +35,11 @@ from tqdm import tqdm
 
 import configs
 import envs
-from configs import ConfigError
+from configs import ConfigError, provenance
 from envs.data import Dataset, collect
 from worldmodels import (JEPA, REGULARIZERS, CheckpointError, ModelConfig, latent_health, read_checkpoint,
                          regularizer, save_checkpoint)
 
-REPO = Path(__file__).resolve().parent
 CHECKPOINT = "checkpoint.pt"
 FINAL_MODEL = "model.pt"
 MIN_LR_FRACTION = 0.1          # cosine decay ends at this fraction of train.lr
@@ -261,11 +258,6 @@ def flat(d: dict, prefix: str = "") -> dict:
     return out
 
 
-def git_commit() -> str | None:
-    out = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True)
-    return out.stdout.strip() or None if out.returncode == 0 else None
-
-
 def run(cfg) -> JEPA:
     world, rank = int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("RANK", 0))
     if not (cfg.device == "cpu" or (cfg.device.startswith("cuda") and torch.cuda.is_available())):
@@ -341,11 +333,10 @@ def _train(cfg, tc: TrainConfig, env_cfg, logdir: Path, device: torch.device, ra
         writer = SummaryWriter(str(logdir), purge_step=start if cfg.resume else None)
         text = OmegaConf.to_yaml(OmegaConf.create(resolved))
         writer.add_text("config", "    " + text.replace("\n", "\n    "), start)
-    meta = {"env": asdict(env_cfg), "config": resolved, "seed": cfg.seed, "git_commit": git_commit(),
+    meta = {"env": asdict(env_cfg), "config": resolved, "seed": cfg.seed, "git_commit": provenance.git_commit(),
             "action_mean": action_mean.tolist(), "action_std": action_std.tolist(),
             "data": {"path": cfg.data.path, "episodes": len(dataset), "episode_len": dataset.meta["episode_len"]},
-            "versions": {"python": platform.python_version(), "torch": str(torch.__version__),
-                         "numpy": np.__version__},
+            "versions": provenance.versions(),
             "world_size": world, "metrics": metrics}
 
     def checkpoint(step: int):

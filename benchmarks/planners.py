@@ -33,7 +33,6 @@ import math
 import shlex
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -51,7 +50,7 @@ import evaluate  # noqa: E402
 import planners  # noqa: E402
 from agent import MPCAgent, MPCConfig, sharding  # noqa: E402
 from agent.logging import EvalLogger  # noqa: E402
-from configs import ConfigError  # noqa: E402
+from configs import ConfigError, provenance  # noqa: E402
 
 MODES, BUDGETS = ("open_loop", "mpc"), ("field", "equal_time")
 PROBE_FRACTION = 0.1
@@ -345,15 +344,6 @@ def plot(res: dict, path: Path) -> None:
     img.save(path)
 
 
-def git_state() -> str | None:
-    commit = evaluate.git_commit()
-    if commit is None:
-        return None
-    dirty = subprocess.run(["git", "-C", str(evaluate.REPO), "status", "--porcelain", "--untracked-files=no"],
-                           capture_output=True, text=True).stdout.strip()
-    return commit + (" (with uncommitted changes)" if dirty else "")
-
-
 # ---- entry point --------------------------------------------------------------------------------------------------
 def run(cfg, shard: sharding.Shard = sharding.Shard(), argv=()) -> dict | None:
     env_cfg, horizons = check(cfg)
@@ -425,8 +415,8 @@ def run(cfg, shard: sharding.Shard = sharding.Shard(), argv=()) -> dict | None:
                "checkpoint": str(checkpoint), "seed": cfg.seed, "episodes": cfg.episodes, "batch": cfg.batch,
                "horizons": horizons, "planners": list(configs_), "processes": shard.world,
                "protocol": PROTOCOL[cfg.mode].format(factor=cfg.mpc.budget_factor),
-               "command": launcher + shlex.join(["benchmarks/planners.py", *argv]), "git_commit": git_state(),
-               "versions": evaluate.versions(), "rows": rows, "config": OmegaConf.to_container(cfg, resolve=True)}
+               "command": launcher + shlex.join(["benchmarks/planners.py", *argv]), "git_commit": provenance.git_commit(),
+               "versions": provenance.versions(), "rows": rows, "config": OmegaConf.to_container(cfg, resolve=True)}
     write_json(logdir / "results.json", results)
     (logdir / "results.md").write_text(markdown(results))
     plot(results, logdir / "results.png")
