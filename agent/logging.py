@@ -60,7 +60,7 @@ class NearestFrames:
     @classmethod
     @torch.no_grad()
     def from_dataset(cls, model, dataset, frames: int = 512, seed: int = 0) -> NearestFrames:
-        """Encode `frames` observations drawn evenly from the episodes of an `envs.data.Dataset`."""
+        """Encode `frames` observations of an `envs.data.Dataset`, drawn at random from frames // 8 random episodes."""
         rng = np.random.default_rng(seed)
         picks = rng.choice(len(dataset), size=min(len(dataset), max(1, frames // 8)), replace=False)
         obs = np.concatenate([dataset.episode(int(i))["obs"] for i in sorted(picks)])

@@ -1,7 +1,7 @@
 """A JEPA world model: encoder E(obs) -> s (D,), Markov predictor F(s, a) -> s', no decoder.
 
-The planner surface (duck-typed, see the project contracts): `latent_dim`, `action_dim`, `encode`, `predict`,
-`rollout`, `normalize_actions`, `denormalize_actions`, `action_low`, `action_high`, `device`.
+The surface planners and the MPC agent use (duck-typed; see planners/base.py): `latent_dim`, `action_dim`,
+`encode`, `predict`, `rollout`, `normalize_actions`, `denormalize_actions`, `action_low`, `action_high`, `device`.
 
 Training (train.py) calls `forward(obs, actions)`: every frame of a short sequence is encoded, and from every
 frame the predictor rolls open loop to the end of the sequence; the loss is the MSE of all those predictions
