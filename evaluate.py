@@ -168,12 +168,7 @@ def run(cfg, shard: sharding.Shard = sharding.Shard()) -> dict | None:
         "episodes": cfg.episodes, "successes": sum(e.success for e in counted), **metrics,
         "mean_iters_per_solve": statistics.fmean(r.iters for r in solves) if solves else None,
         "protocol": "success: goal reached after any env step within mpc.budget; success_final: the last state",
-        "per_episode": [
-            {"seed": e.seed, "trivial": e.trivial, "success": e.success, "success_final": e.success_final,
-             "steps": e.steps, "final_distance": e.final_distance, "control_steps": e.control_steps,
-             "iters": e.iters, "nonfinite_plans": e.nonfinite_plans, "plan_time_s": e.plan_time_s,
-             "time_to_success_s": e.time_to_success_s, "distances": e.distances}
-            for e in episodes],
+        "per_episode": [{**e.summary(), "distances": e.distances} for e in episodes],
         "config": resolved, "versions": provenance.versions(), "git_commit": provenance.git_commit(),
     }
     hparams = {"env": env_cfg.name, "planner": cfg.planner.name, "checkpoint": str(checkpoint), "seed": cfg.seed,

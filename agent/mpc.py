@@ -113,6 +113,13 @@ class Episode:
     def final_distance(self) -> float:
         return self.distances[-1]
 
+    def summary(self) -> dict:
+        """The episode's numbers for a results file (no frames, latents or per-step distances)."""
+        return {"seed": self.seed, "trivial": self.trivial, "success": self.success,
+                "success_final": self.success_final, "steps": self.steps, "final_distance": self.final_distance,
+                "time_to_success_s": self.time_to_success_s, "plan_time_s": self.plan_time_s,
+                "control_steps": self.control_steps, "iters": self.iters, "nonfinite_plans": self.nonfinite_plans}
+
 
 @dataclass
 class PlanRecord:

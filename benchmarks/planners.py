@@ -199,13 +199,6 @@ class Tasks:
             env.close()
 
 
-def episode_row(index: int, e) -> dict:
-    return {"index": index, "seed": e.seed, "trivial": e.trivial, "success": e.success,
-            "success_final": e.success_final, "steps": e.steps, "final_distance": e.final_distance,
-            "time_to_success_s": e.time_to_success_s, "plan_time_s": e.plan_time_s,
-            "control_steps": e.control_steps, "iters": e.iters, "nonfinite_plans": e.nonfinite_plans}
-
-
 def run_cell(cfg, shard, model, planner, mpc: MPCConfig, h: int, tasks: Tasks, seeds, batches, bar):
     """This rank's chunks of the cell: [(chunk index, (episode rows, plan records))]."""
     out = []
@@ -215,7 +208,7 @@ def run_cell(cfg, shard, model, planner, mpc: MPCConfig, h: int, tasks: Tasks, s
         options = [{"start_state": tasks(h, i)[0], "goal_state": tasks(h, i)[1]} for i in chunk]
         agent = MPCAgent(model, planner, mpc, generator=sharding.chunk_generator(cfg.seed, k, cfg.device))
         eps, recs = agent.run(batches[len(chunk)], [seeds[i] for i in chunk], options)
-        out.append((k, ([episode_row(i, e) for i, e in zip(chunk, eps)], recs)))
+        out.append((k, ([{"index": i, **e.summary()} for i, e in zip(chunk, eps)], recs)))
         bar.update(len(chunk))
     return out
 
