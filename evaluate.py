@@ -28,7 +28,7 @@ from omegaconf import OmegaConf
 from tqdm import tqdm
 
 import configs
-from configs import provenance
+from worldmodels import provenance
 import envs
 import planners
 import worldmodels
@@ -187,7 +187,7 @@ def run(cfg, shard: sharding.Shard = sharding.Shard()) -> dict | None:
     return results
 
 
-USER_ERRORS = (envs.EnvError, planners.PlannerError, worldmodels.CheckpointError, AgentError)
+USER_ERRORS = (envs.EnvError, planners.PlannerError, worldmodels.ModelError, AgentError)  # ModelError covers CheckpointError
 
 if __name__ == "__main__":
     with sharding.from_env() as shard:

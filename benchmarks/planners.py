@@ -50,7 +50,8 @@ import evaluate  # noqa: E402
 import planners  # noqa: E402
 from agent import MPCAgent, MPCConfig, sharding  # noqa: E402
 from agent.logging import EvalLogger  # noqa: E402
-from configs import ConfigError, provenance  # noqa: E402
+from configs import ConfigError  # noqa: E402
+from worldmodels import provenance  # noqa: E402
 
 MODES, BUDGETS = ("open_loop", "mpc"), ("field", "equal_time")
 PROBE_FRACTION = 0.1

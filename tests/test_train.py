@@ -1,4 +1,5 @@
-"""train.py end to end on tiny configs: outputs, exact resume, DDP equivalence, user errors."""
+"""train.py end to end on tiny configs: outputs, exact resume, DDP equivalence, user errors. The pieces it drives
+are tested in tests/worldmodels/test_wm_training.py and test_wm_metrics.py."""
 import os
 import socket
 from pathlib import Path
@@ -11,7 +12,7 @@ import configs
 import train
 from envs import EnvConfig
 from envs.data import collect
-from worldmodels import load_checkpoint
+from worldmodels import load_checkpoint, training
 from worldmodels.checkpoint import read_checkpoint
 
 TINY = ["env.image_size=16", "model.latent_dim=8", "model.channels=[4,8]", "model.hidden=16",
@@ -29,16 +30,6 @@ def dataset(tmp_path_factory):
 
 def config(dataset, logdir, *extra):
     return configs.load_config("train", ["env=wall", f"data.path={dataset}", f"logdir={logdir}", *TINY, *extra])
-
-
-def test_distance_rank_correlation_tells_a_metric_latent_from_a_scrambled_one():
-    gen = torch.Generator().manual_seed(0)
-    states = torch.rand(300, 2, generator=gen) * 64
-    task = lambda a, b: float(((a - b) ** 2).sum() ** 0.5)  # noqa: E731
-    smooth = torch.cat([states / 64, torch.zeros(300, 6)], 1)       # latent = position: ranks agree
-    scrambled = torch.randn(300, 8, generator=gen)                   # latent unrelated to position
-    assert train.distance_rank_correlation(smooth, states, task) > 0.99
-    assert abs(train.distance_rank_correlation(scrambled, states, task)) < 0.15
 
 
 def weights(model) -> dict:
@@ -67,17 +58,17 @@ def test_resume_after_a_kill_reaches_the_same_weights(dataset, tmp_path, monkeyp
     steps = ["train.steps=6", "train.ckpt_every=3"]
     uninterrupted = weights(train.run(config(dataset, tmp_path / "a", *steps)))
 
-    batch = train.Episodes.batch
+    batch = training.Episodes.batch
 
     def killed_at_step_4(self, seed, step, *args):   # after the step-3 checkpoint and one more step
         if step == 4:
             raise KeyboardInterrupt
         return batch(self, seed, step, *args)
 
-    monkeypatch.setattr(train.Episodes, "batch", killed_at_step_4)
+    monkeypatch.setattr(training.Episodes, "batch", killed_at_step_4)
     with pytest.raises(KeyboardInterrupt):
         train.run(config(dataset, tmp_path / "b", *steps))
-    monkeypatch.setattr(train.Episodes, "batch", batch)
+    monkeypatch.setattr(training.Episodes, "batch", batch)
     assert load_checkpoint(tmp_path / "b" / "checkpoint.pt")[1]["step"] == 3
     resumed = weights(train.run(config(dataset, tmp_path / "b", *steps, "resume=true")))
     for k, v in uninterrupted.items():
@@ -120,5 +111,5 @@ def test_user_errors_are_one_line_exit_2(dataset, tmp_path, capsys, extra, messa
 
 def test_resume_refuses_a_changed_config(dataset, tmp_path):
     train.run(config(dataset, tmp_path, "train.steps=2"))
-    with pytest.raises(configs.ConfigError, match="train.lr=0.002 differs from the checkpoint's 0.001"):
+    with pytest.raises(training.TrainingError, match="train.lr=0.002 differs from the checkpoint's 0.001"):
         train.run(config(dataset, tmp_path, "train.steps=2", "train.lr=0.002", "resume=true"))

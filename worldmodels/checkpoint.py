@@ -17,10 +17,15 @@ from pathlib import Path
 
 import torch
 
-from worldmodels.model import JEPA, CheckpointError, ModelConfig
+from worldmodels.model import JEPA, ModelConfig, ModelError
 
 FORMAT = "grasp-wm/jepa"
 FORMAT_VERSION = 1
+
+
+class CheckpointError(ModelError):
+    """A missing, truncated, corrupt or foreign checkpoint file, or one trained for another env or observation
+    type; the message is one line for the user."""
 
 
 def save_checkpoint(path: str | os.PathLike, model: JEPA, meta: dict, training: dict | None = None) -> None:

@@ -3,7 +3,7 @@
 The surface planners and the MPC agent use (duck-typed; see planners/base.py): `latent_dim`, `action_dim`,
 `encode`, `predict`, `rollout`, `normalize_actions`, `denormalize_actions`, `action_low`, `action_high`, `device`.
 
-Training (train.py) calls `forward(obs, actions)`: every frame of a short sequence is encoded, and from every
+Training (worldmodels/training.py) calls `forward(obs, actions)`: every frame of a short sequence is encoded, and from every
 frame the predictor rolls open loop to the end of the sequence; the loss is the MSE of all those predictions
 against the encoded later frames under stop-gradient (without it the latent collapses to a few directions).
 The anti-collapse regulariser (worldmodels/regularizers.py) is applied to the latents outside `forward`, so that
@@ -30,8 +30,9 @@ OBS_TYPES = ("pixels", "state")
 PIXEL_STD_FLOOR, STATE_STD_FLOOR = 8.0, 1e-6
 
 
-class CheckpointError(ValueError):
-    """A bad checkpoint or a bad input to a world model; the message is one line for the user."""
+class ModelError(ValueError):
+    """A bad model setting (ModelConfig) or a bad input to a model, e.g. an observation of the wrong shape; the
+    message is one line for the user. Bad checkpoint files raise its subclass `worldmodels.CheckpointError`."""
 
 
 @dataclass(frozen=True)
@@ -53,20 +54,20 @@ class ModelConfig:
         object.__setattr__(self, "obs_shape", tuple(int(n) for n in self.obs_shape))
         object.__setattr__(self, "channels", tuple(int(n) for n in self.channels))
         if self.obs_type not in OBS_TYPES:
-            raise CheckpointError(f"unknown obs_type {self.obs_type!r}; choose one of: {', '.join(OBS_TYPES)}")
+            raise ModelError(f"unknown obs_type {self.obs_type!r}; choose one of: {', '.join(OBS_TYPES)}")
         if self.obs_type == "pixels":
             size = self.obs_shape[0]
             down = 2 ** len(self.channels)
             if len(self.obs_shape) != 3 or self.obs_shape != (size, size, 3) or size % down or not self.channels:
-                raise CheckpointError(f"pixel obs_shape {self.obs_shape}: expected (S, S, 3) with S divisible by "
-                                      f"2**len(channels) = {down}")
+                raise ModelError(f"pixel obs_shape {self.obs_shape}: expected (S, S, 3) with S divisible by "
+                                 f"2**len(channels) = {down}")
         elif len(self.obs_shape) != 1:
-            raise CheckpointError(f"state obs_shape {self.obs_shape}: expected (state_obs_dim,)")
+            raise ModelError(f"state obs_shape {self.obs_shape}: expected (state_obs_dim,)")
         for key in ("action_dim", "latent_dim", "hidden", "action_embed", "predictor_hidden"):
             if getattr(self, key) < 1:
-                raise CheckpointError(f"model.{key}={getattr(self, key)}: must be >= 1")
+                raise ModelError(f"model.{key}={getattr(self, key)}: must be >= 1")
         if self.predictor_layers < 2:
-            raise CheckpointError(f"model.predictor_layers={self.predictor_layers}: must be >= 2")
+            raise ModelError(f"model.predictor_layers={self.predictor_layers}: must be >= 2")
 
     def to_dict(self) -> dict:
         """Plain lists and numbers only, so a checkpoint loads with torch.load(weights_only=True)."""
@@ -161,8 +162,8 @@ class JEPA(nn.Module):
         """Raw env observations (..., S, S, 3) uint8 or (..., state_obs_dim) float -> latents (..., D)."""
         shape = self.cfg.obs_shape
         if tuple(obs.shape[obs.dim() - len(shape):]) != shape:
-            raise CheckpointError(f"encode: observation shape {tuple(obs.shape)} does not end in {shape} "
-                                  f"({self.cfg.obs_type} model)")
+            raise ModelError(f"encode: observation shape {tuple(obs.shape)} does not end in {shape} "
+                             f"({self.cfg.obs_type} model)")
         lead = obs.shape[:obs.dim() - len(shape)]
         obs = (obs.reshape(-1, *shape).to(self.device).float() - self.obs_mean) / self.obs_std
         return self.encoder(obs).reshape(*lead, self.latent_dim)

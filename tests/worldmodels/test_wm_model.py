@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from worldmodels import JEPA, CheckpointError, ModelConfig, latent_health, sigreg, vicreg
+from worldmodels import JEPA, CheckpointError, ModelConfig, ModelError, latent_health, sigreg, vicreg
 
 A, OBS_DIM = 4, 6
 
@@ -56,8 +56,9 @@ def test_planner_interface_shapes_pixels():
     assert model.predict(s, torch.zeros(5, A)).shape == (5, 8)
     assert model.rollout(s, torch.zeros(5, 7, A)).shape == (5, 7, 8)
     assert model.action_low.shape == model.action_high.shape == (A,)
-    with pytest.raises(CheckpointError, match=r"does not end in \(16, 16, 3\)"):
+    with pytest.raises(ModelError, match=r"does not end in \(16, 16, 3\)") as err:
         model.encode(torch.zeros(5, 32, 32, 3, dtype=torch.uint8))
+    assert not isinstance(err.value, CheckpointError)  # a bad observation is not a checkpoint error
 
 
 def test_action_normalisation_round_trip_and_bounds():

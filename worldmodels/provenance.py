@@ -1,4 +1,5 @@
-"""What every run records beside its resolved config: the code's git commit and the package versions."""
+"""What every run records beside its resolved config (checkpoint meta, results files): the code's git commit and
+the package versions."""
 from __future__ import annotations
 
 import importlib.metadata

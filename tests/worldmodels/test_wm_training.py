@@ -1,0 +1,57 @@
+"""worldmodels/training.py: the schedule, deterministic batches sliced across ranks, dataset and resume checks.
+train.py's end-to-end runs (outputs, exact resume, DDP) are in tests/test_train.py."""
+from dataclasses import replace
+
+import pytest
+import torch
+
+from envs import EnvConfig
+from envs.data import collect
+from worldmodels.training import Episodes, TrainConfig, TrainingError, check_resume, dataset_path, open_dataset
+
+CONFIG = dict(steps=10, batch_size=4, seq_len=3, lr=1e-3, warmup=2, weight_decay=0.0, grad_clip=1.0,
+              regularizer="sigreg", reg_weight=0.1, sigreg_projections=8, eval_episodes=2, ckpt_every=5,
+              eval_every=5, log_every=5)
+ENV = EnvConfig(name="wall", obs_type="state", options={"door_y": 32.0, "door_width": 12.0})
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    return open_dataset(collect(ENV, tmp_path_factory.mktemp("data") / "wall", episodes=6, episode_len=4, seed=0),
+                        ENV)
+
+
+def test_lr_warms_up_linearly_then_decays_to_a_tenth():
+    tc = TrainConfig(**CONFIG)
+    assert [tc.lr_at(s) for s in (0, 1)] == [5e-4, 1e-3] and tc.lr_at(2) == pytest.approx(1e-3)
+    assert tc.lr_at(10) == pytest.approx(1e-4)
+    with pytest.raises(TrainingError, match="choose one of: sigreg, vicreg"):
+        TrainConfig(**{**CONFIG, "regularizer": "ica"})
+
+
+def test_batches_depend_on_seed_and_step_alone_and_ranks_split_the_global_batch(dataset):
+    episodes = Episodes(dataset, eval_episodes=2, seq_len=3)
+    obs, actions = episodes.batch(seed=0, step=3, batch_size=4, rank=0, world=1)
+    assert obs.shape == (4, 3, *dataset.meta["obs_shape"]) and actions.shape == (4, 2, dataset.meta["action_dim"])
+    again, _ = episodes.batch(0, 3, 4, 0, 1)
+    halves = [episodes.batch(0, 3, 4, rank, 2)[0] for rank in (0, 1)]
+    assert torch.equal(obs, again) and torch.equal(torch.cat(halves), obs)
+    assert not torch.equal(episodes.batch(0, 4, 4, 0, 1)[0], obs)
+    assert len(episodes.held_out()[0]) == 2
+    with pytest.raises(TrainingError, match="the dataset has only 6 episodes"):
+        Episodes(dataset, eval_episodes=6, seq_len=3)
+
+
+def test_a_dataset_from_another_env_config_or_path_is_refused(dataset, tmp_path):
+    assert dataset_path(ENV, {"path": str(dataset.path)}) == dataset.path.resolve()
+    with pytest.raises(TrainingError, match="no dataset there"):
+        dataset_path(ENV, {"path": str(tmp_path)})
+    with pytest.raises(TrainingError, match="collected with env.action_block=5, but env.action_block=2"):
+        open_dataset(dataset.path, replace(ENV, action_block=2))
+
+
+def test_resume_may_change_only_resume_device_and_logdir():
+    saved = {"resume": False, "device": "cpu", "logdir": "a", "train": {"lr": 0.001}}
+    check_resume(saved, {**saved, "resume": True, "device": "cuda", "logdir": "b"})
+    with pytest.raises(TrainingError, match="train.lr=0.002 differs from the checkpoint's 0.001"):
+        check_resume(saved, {**saved, "train": {"lr": 0.002}})

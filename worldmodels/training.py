@@ -1,0 +1,229 @@
+"""Training a JEPA world model on data-policy episodes: the config, the data, the step, DDP's global batch.
+
+The loop itself is train.py's (the driver). Everything here takes plain Python values, not the YAML config.
+  TrainConfig     the `train:` section, validated, with the learning-rate schedule
+  dataset_path    where an env's `data:` section lives on disk, collected once (by rank 0) if missing
+  open_dataset    a dataset checked to have been collected with the env config being trained
+  init_model      a fresh JEPA for the dataset's shapes, normalised by its statistics
+  Episodes        the whole dataset in memory; batches are a function of (seed, step) alone (exact resume)
+  train_step      one update: prediction loss + regulariser on the GLOBAL batch of latents, clip, AdamW
+  global_batch    all_gather with a gradient that sums every rank's contribution (N ranks = one process)
+  check_resume    a resumed run must keep its config
+Training needs the env's data (`envs.data`); the model and checkpoints (the rest of `worldmodels`) need only torch.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from envs import EnvConfig
+from envs.data import Dataset, collect
+from worldmodels.model import JEPA, ModelConfig
+from worldmodels.regularizers import REGULARIZERS, regularizer
+
+MIN_LR_FRACTION = 0.1          # cosine decay ends at this fraction of train.lr
+CHUNK = 512                    # frames processed at once for the observation statistics (bounds memory)
+RESUME_MAY_CHANGE = ("resume", "device", "logdir")
+
+
+class TrainingError(ValueError):
+    """A bad training setting, or a dataset or resumed run that does not fit it; one line for the user."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int
+    batch_size: int            # global batch of sequences (split across DDP ranks)
+    seq_len: int               # frames per sequence; the loss predicts 1..seq_len-1 steps ahead
+    lr: float
+    warmup: int
+    weight_decay: float
+    grad_clip: float
+    regularizer: str
+    reg_weight: float
+    sigreg_projections: int
+    eval_episodes: int         # the dataset's last episodes, held out for eval/
+    ckpt_every: int
+    eval_every: int
+    log_every: int
+
+    def __post_init__(self):
+        if self.regularizer not in REGULARIZERS:
+            raise TrainingError(f"train.regularizer={self.regularizer!r}; choose one of: {', '.join(REGULARIZERS)}")
+        for key in ("steps", "batch_size", "sigreg_projections", "eval_episodes", "ckpt_every", "eval_every",
+                    "log_every"):
+            if getattr(self, key) < 1:
+                raise TrainingError(f"train.{key}={getattr(self, key)}: must be >= 1")
+        if self.seq_len < 2:
+            raise TrainingError(f"train.seq_len={self.seq_len}: must be >= 2 (a context frame and a target)")
+        if self.lr <= 0 or self.warmup < 0 or self.weight_decay < 0 or self.grad_clip <= 0 or self.reg_weight < 0:
+            raise TrainingError(f"train: lr={self.lr}, warmup={self.warmup}, weight_decay={self.weight_decay}, "
+                                f"grad_clip={self.grad_clip}, reg_weight={self.reg_weight}: need lr > 0, "
+                                f"grad_clip > 0 and the others >= 0")
+
+    def lr_at(self, step: int) -> float:
+        """Linear warmup, then cosine decay to MIN_LR_FRACTION * lr at the last step."""
+        if step < self.warmup:
+            return self.lr * (step + 1) / self.warmup
+        progress = (step - self.warmup) / max(1, self.steps - self.warmup)
+        return self.lr * (MIN_LR_FRACTION + (1 - MIN_LR_FRACTION) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+# ---- data -------------------------------------------------------------------------------------------------------
+def dataset_path(env_cfg: EnvConfig, data: dict, is_main: bool = True) -> Path:
+    """`data["path"]` when set, else the cache directory data/<env>-<obs_type>-<hash of env + data spec> of the
+    env's `data:` section, collected by rank 0 if missing or incomplete (the other ranks wait for it)."""
+    if data.get("path"):
+        path = Path(data["path"])
+        if not (path / "meta.json").exists():
+            raise TrainingError(f"data.path={data['path']!r}: no dataset there (meta.json missing)")
+        return path.resolve()
+    spec = {k: v for k, v in data.items() if k != "path"}
+    digest = hashlib.sha1(json.dumps({"env": asdict(env_cfg), "data": spec}, sort_keys=True).encode()).hexdigest()
+    path = (Path("data") / f"{env_cfg.name}-{env_cfg.obs_type}-{digest[:10]}").resolve()
+    if is_main and not _complete(path):
+        collect(env_cfg, path, **spec)
+    if dist.is_initialized():
+        dist.barrier()
+    return path
+
+
+def _complete(path: Path) -> bool:
+    if not (path / "meta.json").exists():
+        return False
+    meta = json.loads((path / "meta.json").read_text())
+    return sum(s["episodes"] for s in meta["shards"]) == meta["episodes"]
+
+
+def open_dataset(path: str | Path, env_cfg: EnvConfig) -> Dataset:
+    """The dataset at `path`, checked to have been collected with every field of `env_cfg`."""
+    dataset = Dataset(path)
+    differ = [k for k, v in asdict(env_cfg).items() if dataset.meta["env"].get(k) != v]
+    if differ:
+        k = differ[0]
+        raise TrainingError(f"data.path={str(path)!r} was collected with env.{k}={dataset.meta['env'].get(k)!r}, "
+                            f"but env.{k}={getattr(env_cfg, k)!r}; set env.{k} to match or collect new data")
+    return dataset
+
+
+def init_model(dataset: Dataset, episodes: Episodes, obs_type: str, model: dict, action_low, action_high,
+               seed: int) -> JEPA:
+    """A fresh JEPA (weights drawn from `seed`) for the dataset's shapes and `model` (the `model:` section),
+    normalised by the dataset's action statistics, the training frames' statistics and the env's native action
+    bounds (A,)."""
+    torch.manual_seed(seed)
+    jepa = JEPA(ModelConfig(obs_type=obs_type, obs_shape=dataset.meta["obs_shape"],
+                            action_dim=dataset.meta["action_dim"], **model))
+    jepa.set_normalization(*dataset.action_stats(), action_low, action_high, *episodes.obs_stats())
+    return jepa
+
+
+class Episodes:
+    """The whole dataset in memory as tensors; the last `eval_episodes` are held out. Batches are a
+    deterministic function of (seed, step), so a resumed run draws exactly what the killed one would have."""
+
+    def __init__(self, dataset: Dataset, eval_episodes: int, seq_len: int):
+        if eval_episodes >= len(dataset):
+            raise TrainingError(f"train.eval_episodes={eval_episodes}: the dataset has only {len(dataset)} episodes")
+        T = dataset.meta["episode_len"]
+        if seq_len > T + 1:
+            raise TrainingError(f"train.seq_len={seq_len}: episodes have only {T + 1} frames")
+        data = dataset.load_all()
+        self.obs = torch.from_numpy(data["obs"])                    # (N, T+1, ...) uint8 or float32
+        self.actions = torch.from_numpy(data["actions"])            # (N, T, A) native
+        self.states = torch.from_numpy(data["states"])              # (N, T+1, S)
+        self.n_train = len(dataset) - eval_episodes
+        self.episode_len, self.seq_len = T, seq_len
+
+    def batch(self, seed: int, step: int, batch_size: int, rank: int, world: int):
+        """This rank's slice of the global batch of step `step`: obs (b, L, ...), native actions (b, L-1, A)."""
+        rng = np.random.default_rng([seed, step])
+        episode = torch.from_numpy(rng.integers(0, self.n_train, batch_size))
+        start = torch.from_numpy(rng.integers(0, self.episode_len - self.seq_len + 2, batch_size))
+        b = batch_size // world
+        episode, start = episode[rank * b:(rank + 1) * b, None], start[rank * b:(rank + 1) * b, None]
+        frames = start + torch.arange(self.seq_len)                 # (b, L)
+        return self.obs[episode, frames], self.actions[episode, frames[:, :-1]]
+
+    def obs_stats(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-element mean and std (obs_shape) of the training frames, accumulated in chunks (float64)."""
+        frames = self.obs[:self.n_train].flatten(0, 1)
+        total = total_sq = 0
+        for i in range(0, len(frames), CHUNK):
+            chunk = frames[i:i + CHUNK].double()
+            total, total_sq = total + chunk.sum(0), total_sq + chunk.pow(2).sum(0)
+        mean = total / len(frames)
+        return mean, (total_sq / len(frames) - mean ** 2).clamp_min(0).sqrt()
+
+    def held_out(self):
+        """obs (E, T+1, ...), native actions (E, T, A), states (E, T+1, S) of the held-out episodes."""
+        return self.obs[self.n_train:], self.actions[self.n_train:], self.states[self.n_train:]
+
+
+# ---- distributed ------------------------------------------------------------------------------------------------
+class _GatherWithGrad(torch.autograd.Function):
+    """all_gather whose backward sums every rank's gradient for this rank's rows (each rank computes the
+    regulariser of the whole global batch; DDP's gradient average then gives the single-process gradient)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        out = x.new_empty(dist.get_world_size() * x.shape[0], *x.shape[1:])
+        dist.all_gather_into_tensor(out, x.contiguous())
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        grad = grad.contiguous()
+        dist.all_reduce(grad)
+        b = grad.shape[0] // dist.get_world_size()
+        return grad[dist.get_rank() * b:(dist.get_rank() + 1) * b]
+
+
+def global_batch(z: torch.Tensor) -> torch.Tensor:
+    """Every rank's rows of z (b, D) -> (world * b, D), differentiable; z itself outside a process group."""
+    return _GatherWithGrad.apply(z) if dist.is_initialized() else z
+
+
+# ---- the step ---------------------------------------------------------------------------------------------------
+def train_step(trainer, model: JEPA, optimizer, tc: TrainConfig, obs, actions, seed: int, step: int):
+    """One update on this rank's batch: obs (b, L, ...) raw, actions (b, L-1, A) native. `trainer` is the model
+    or its DDP wrapper. Returns the losses and the global batch of latents (global b*L, D)."""
+    device = model.device
+    obs, actions = obs.to(device), model.normalize_actions(actions.to(device))
+    z, pred_loss = trainer(obs, actions)
+    z_all = global_batch(z.flatten(0, 1))
+    projections = torch.Generator(device=device).manual_seed(
+        int(np.random.SeedSequence([seed, step]).generate_state(1)[0]))
+    reg_loss = regularizer(tc.regularizer, z_all, tc.sigreg_projections, projections)
+    loss = pred_loss + tc.reg_weight * reg_loss
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+    optimizer.step()
+    return loss, pred_loss, reg_loss, z_all
+
+
+# ---- resume -----------------------------------------------------------------------------------------------------
+def check_resume(saved: dict, config: dict) -> None:
+    """A resumed run's resolved `config` must equal the checkpoint's `saved` one, but for RESUME_MAY_CHANGE."""
+    before, now = _flat(saved), _flat(config)
+    changed = sorted(k for k in before.keys() | now.keys()
+                     if k.split(".")[0] not in RESUME_MAY_CHANGE and before.get(k) != now.get(k))
+    if changed:
+        k = changed[0]
+        raise TrainingError(f"resume: {k}={now.get(k)!r} differs from the checkpoint's {before.get(k)!r}; "
+                            f"a resumed run must keep its config")
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
