@@ -1,6 +1,9 @@
-"""Closed-loop control with a latent planner: the MPC loop (`agent.mpc`) and its TensorBoard logging (`agent.logging`).
+"""Closed-loop control with a latent planner: the MPC loop (`agent.mpc`), running and summarising evaluation episodes
+(`agent.evaluation`, used by evaluate.py and the benchmarks), torchrun sharding (`agent.sharding`) and TensorBoard
+logging (`agent.logging`).
 
-Depends on planners and world models only through their small interfaces; envs are driven through `envs.EnvBatch`.
+The MPC loop depends on planners and world models only through their small interfaces and drives envs through
+`envs.EnvBatch`; `agent.evaluation` also loads world-model checkpoints and makes the EnvBatches.
 """
 from agent.mpc import AgentError, Episode, MPCAgent, MPCConfig, PlanRecord, shift_plan
 

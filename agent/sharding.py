@@ -1,6 +1,6 @@
 """Running one evaluation's episodes on several processes started by torchrun, and merging what they produced.
 
-    torchrun --nproc_per_node=K evaluate.py ...      (or benchmarks/planners.py)
+    torchrun --nproc_per_node=K evaluate.py ...      (or -m benchmarks.planner_sweep)
 
 Episodes run in chunks of `batch` (one EnvBatch, one batched planner call per control step). Chunk k belongs to
 rank k % K, and its planner noise comes from a generator seeded by (seed, k) alone, so a chunk's results depend

@@ -1,4 +1,4 @@
-"""`key=value` arguments of the small benchmark scripts (planners.py uses the project's config loader instead)."""
+"""`key=value` arguments of the small benchmarks (planner_sweep.py uses the project's config loader instead)."""
 import envs
 
 

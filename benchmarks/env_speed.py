@@ -1,6 +1,6 @@
 """Env speed: steps per second of every env, pixels and state observations, alone and in an EnvBatch of 16.
 
-    python benchmarks/env_speed.py [envs=wall,pointmaze,reacher,pusht] [seconds=1.0]
+    python -m benchmarks.env_speed [envs=wall,pointmaze,reacher,pusht] [seconds=1.0]
 
 One step = one planner step (`action_block` native actions, default config); batched figures count every env of
 the batch (B * batch steps / s). Actions are uniform random in the action box. Each cell runs for about `seconds`
@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import cli  # noqa: E402
-import envs  # noqa: E402
+import envs
+from benchmarks import cli
 
 BATCH = 16
 

@@ -1,6 +1,6 @@
 """Model cards of world-model checkpoints, read from what train.py stored in them (config, commit, metrics).
 
-    python benchmarks/model_cards.py [worldmodels/pretrained/*.pt]
+    python -m benchmarks.model_cards [worldmodels/pretrained/*.pt]
 
 Prints one markdown row per checkpoint: the env and observation, size, training steps and speed, and the
 held-out open-loop prediction error relative to the constant-latent baseline (1.0 = no better than predicting
@@ -10,10 +10,7 @@ Spearman correlation of latent distance with the env's task distance (the planne
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from worldmodels.checkpoint import read_checkpoint  # noqa: E402
+from worldmodels.checkpoint import PRETRAINED, read_checkpoint
 
 
 def card(path: Path) -> str:
@@ -31,7 +28,7 @@ def card(path: Path) -> str:
 
 
 def main(paths: list[str]) -> None:
-    paths = [Path(p) for p in paths] or sorted((REPO / "worldmodels" / "pretrained").glob("*.pt"))
+    paths = [Path(p) for p in paths] or sorted(PRETRAINED.glob("*.pt"))
     print("| env | obs | params / file | steps | train steps/s | rel. err k=1 | k=5 | k=H | probe R^2 | dist. Spearman | "
           "commit |\n|---|---|---|---|---|---|---|---|---|---|---|")
     for path in paths:

@@ -1,6 +1,6 @@
 """Planner speed: ms per iteration for every planner over horizons and batch sizes, on one world model.
 
-    python benchmarks/planner_speed.py [checkpoint=worldmodels/pretrained/wall.pt] [repeats=3]
+    python -m benchmarks.planner_speed [checkpoint=worldmodels/pretrained/wall.pt] [repeats=3]
 
 The world model is the shipped default (wall, pixels; planners only see its latent predictor) unless `checkpoint=`
 names another. Starts and goals are random latents: timing does not depend on them. Prints a markdown table plus
@@ -16,17 +16,15 @@ from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import cli  # noqa: E402
-import planners  # noqa: E402
-import worldmodels  # noqa: E402
+import planners
+import worldmodels
+from benchmarks import cli
 
 HORIZONS, BATCHES = (10, 25, 50, 100), (1, 16)
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "worldmodels/pretrained/wall.pt"
+DEFAULT_CHECKPOINT = worldmodels.checkpoint.PRETRAINED / "wall.pt"
 
 
 def load_model(checkpoint: str):

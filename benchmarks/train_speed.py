@@ -1,10 +1,10 @@
 """Train speed: seconds per world-model training step for each env's training config (configs/train.yaml merged
 with configs/env/<env>.yaml), on synthetic batches of the right shapes (no data collection).
 
-    python benchmarks/train_speed.py [envs=wall,pointmaze,reacher,pusht] [steps=20]
+    python -m benchmarks.train_speed [envs=wall,pointmaze,reacher,pusht] [steps=20]
 
 One step = forward (encode all frames, open-loop predictions), regulariser, backward, AdamW, exactly train.py's
-`train_step`. Reports the median over `steps` timed steps after 3 warm-up steps, and the time the env's
+step (`worldmodels.training.train_step`). Reports the median over `steps` timed steps after 3 warm-up steps, and the time the env's
 `train.steps` would take at that speed. Prints a
 markdown table.
 """
@@ -13,24 +13,22 @@ from __future__ import annotations
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import torch
 from omegaconf import OmegaConf
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import cli  # noqa: E402
-import configs  # noqa: E402
-import envs  # noqa: E402
-import train  # noqa: E402
-from worldmodels import JEPA, ModelConfig  # noqa: E402
+import configs
+import envs
+from benchmarks import cli
+from worldmodels import JEPA, ModelConfig
+from worldmodels.training import TrainConfig, train_step
 
 WARMUP = 3
 
 
 def seconds_per_step(name: str, steps: int) -> tuple[float, str, int]:
     cfg = configs.load_config("train", [f"env={name}"])
-    tc = train.TrainConfig(**OmegaConf.to_container(cfg.train, resolve=True))
+    tc = TrainConfig(**OmegaConf.to_container(cfg.train, resolve=True))
     env = envs.make(OmegaConf.to_container(cfg.env, resolve=True))
     obs_shape, A = tuple(env.observation_space.shape), int(env.action_space.shape[0])
     env.close()
@@ -47,7 +45,7 @@ def seconds_per_step(name: str, steps: int) -> tuple[float, str, int]:
     times = []
     for step in range(WARMUP + steps):
         start = time.perf_counter()
-        train.train_step(model, model, optimizer, tc, obs, actions, seed=0, step=step)
+        train_step(model, model, optimizer, tc, obs, actions, seed=0, step=step)
         times.append(time.perf_counter() - start)
     shape = f"{cfg.env.obs_type} {'x'.join(map(str, obs_shape))}, batch {B}x{L}"
     return statistics.median(times[WARMUP:]), shape, tc.steps

@@ -21,6 +21,7 @@ from worldmodels.model import JEPA, ModelConfig, ModelError
 
 FORMAT = "grasp-wm/jepa"
 FORMAT_VERSION = 1
+PRETRAINED = Path(__file__).resolve().parent / "pretrained"  # the shipped <env>.pt files
 
 
 class CheckpointError(ModelError):

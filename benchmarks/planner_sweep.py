@@ -1,9 +1,10 @@
 """Planner benchmark: success and time to success of every planner over horizons, on identical tasks and one model.
 
-    python benchmarks/planners.py [env=NAME] [planners=[grasp,cem,gd,mppi,latco]] [horizons=[5,10,20,30]]
+    python -m benchmarks.planner_sweep [env=NAME] [planners=[grasp,cem,gd,mppi,latco]] [horizons=[5,10,20,30]]
         [episodes=N] [seed=S] [logdir=DIR] [mode=open_loop|mpc] [checkpoint=PATH] [budget=field|equal_time]
-    torchrun --nproc_per_node=K benchmarks/planners.py ...     (episodes shared among K processes)
-                                                               (defaults: configs/benchmark.yaml)
+    torchrun --nproc_per_node=K -m benchmarks.planner_sweep ...    (episodes shared among K processes)
+                                                                   (defaults: configs/benchmark.yaml)
+From the repo root; `python benchmarks/planner_sweep.py ...` works too where the project is installed (.ci/setup).
 Tasks: a horizon-H task starts at a sampled state and its goal is where the env's data policy goes in H planner
 steps (env goal_mode=trajectory, goal_steps = H * action_block native steps). Episode i has the same seed, hence
 the same task, for every planner; its start state is also the same at every horizon.
@@ -11,7 +12,8 @@ the same task, for every planner; its start state is also the same at every hori
       ANY of the H steps (LeWM protocol); success_final = reached at the last step (DINO-WM protocol).
   mpc: the MPC agent (agent/mpc.py) at horizon H with a budget of mpc.budget_factor * H env steps, ending at the
       first success; warm re-plans use the planner's warm iterations.
-Both modes run through `agent.MPCAgent` (open loop is the agent with budget = replan_every = H, no warm start).
+Both modes run through `agent.evaluation.run_episodes` (open loop is the MPC agent with budget = replan_every = H,
+no warm start); each cell's row is `agent.evaluation.summarize`, the summary evaluate.py writes too.
 Budgets: `field` runs each planner with its config's iterations (cold `iters`, warm `iters_warm`); `equal_time`
 gives every planner `time_per_plan` seconds per plan call: each planner is timed at each horizon on a warm-up
 batch (PROBE_FRACTION of its field iterations; per-call overhead counts as iteration time, so the derived counts
@@ -32,7 +34,6 @@ import json
 import math
 import shlex
 import shutil
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -43,19 +44,17 @@ from omegaconf import OmegaConf
 from PIL import Image, ImageDraw, ImageFont
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # before this file's folder: `planners` is the package
-import configs  # noqa: E402
-import envs  # noqa: E402
-import evaluate  # noqa: E402
-import planners  # noqa: E402
-from agent import MPCAgent, MPCConfig, sharding  # noqa: E402
-from agent.logging import EvalLogger  # noqa: E402
-from configs import ConfigError  # noqa: E402
-from worldmodels import provenance  # noqa: E402
+import configs
+import envs
+import planners
+from agent import MPCConfig, sharding
+from agent.evaluation import USER_ERRORS, episode_seeds, load_world_model, run_episodes, summarize, write_json
+from agent.logging import EvalLogger
+from configs import ConfigError
+from worldmodels import provenance
 
 MODES, BUDGETS = ("open_loop", "mpc"), ("field", "equal_time")
 PROBE_FRACTION = 0.1
-Z95 = 1.959964
 TIMING_KEYS = ("median_time_to_success_s", "mean_plan_time_s", "sec_per_iter", "time_to_success_s", "plan_time_s")
 PROTOCOL = {"open_loop": "one plan at horizon H, all H planner steps executed; success: goal reached after any of "
                          "them (LeWM); success_final: at the last one (DINO-WM)",
@@ -63,22 +62,8 @@ PROTOCOL = {"open_loop": "one plan at horizon H, all H planner steps executed; s
                    "reached after any step within the budget (LeWM)"}
 
 
-def wilson(successes: int, n: int, z: float = Z95) -> list[float] | None:
-    """95% Wilson score interval of a success rate; None without episodes."""
-    if n == 0:
-        return None
-    p, z2 = successes / n, z * z
-    centre, half = (p + z2 / (2 * n)) / (1 + z2 / n), z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
-    return [max(0.0, centre - half), min(1.0, centre + half)]
-
-
 def cell_name(planner: str, horizon: int, mode: str) -> str:
     return f"{planner}-H{horizon}-{mode}"
-
-
-def write_json(path: Path, data) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    evaluate.write_json(path, data)
 
 
 # ---- configuration ------------------------------------------------------------------------------------------------
@@ -201,35 +186,15 @@ class Tasks:
 
 
 def run_cell(cfg, shard, model, planner, mpc: MPCConfig, h: int, tasks: Tasks, seeds, batches, bar):
-    """This rank's chunks of the cell: [(chunk index, (episode rows, plan records))]."""
-    out = []
-    for k, chunk in shard.chunks(cfg.episodes, cfg.batch):
-        if len(chunk) not in batches:
-            batches[len(chunk)] = envs.EnvBatch(tasks.env_cfg, len(chunk))
-        options = [{"start_state": tasks(h, i)[0], "goal_state": tasks(h, i)[1]} for i in chunk]
-        agent = MPCAgent(model, planner, mpc, generator=sharding.chunk_generator(cfg.seed, k, cfg.device))
-        eps, recs = agent.run(batches[len(chunk)], [seeds[i] for i in chunk], options)
-        out.append((k, ([{"index": i, **e.summary()} for i, e in zip(chunk, eps)], recs)))
-        bar.update(len(chunk))
-    return out
-
-
-def summarize(episodes: list[dict], records) -> dict:
-    counted = [e for e in episodes if not e["trivial"]]
-    wins = sum(e["success"] for e in counted)
-    finals = sum(e["success_final"] for e in counted)
-    times = [e["time_to_success_s"] for e in counted if e["success"]]
-    n = len(counted)
-    return {"episodes": len(episodes), "excluded_trivial": len(episodes) - n, "successes": wins,
-            "success_rate": wins / n if n else None, "success_ci95": wilson(wins, n),
-            "success_final_rate": finals / n if n else None, "success_final_ci95": wilson(finals, n),
-            "median_time_to_success_s": statistics.median(times) if times else None,
-            "mean_plan_time_s": statistics.fmean(r.seconds for r in records) if records else None,
-            "plan_calls": len(records),
-            "mean_iters_per_call": statistics.fmean(r.iters for r in records) if records else None,
-            "mean_steps": statistics.fmean(e["steps"] for e in counted) if counted else None,
-            "mean_final_distance": statistics.fmean(e["final_distance"] for e in counted) if counted else None,
-            "nonfinite_plans": sum(e["nonfinite_plans"] for e in episodes)}
+    """The cell's episodes, shared among the ranks: on rank 0 (per-episode rows with their index, plan records),
+    None on the others."""
+    ran = run_episodes(model, planner, mpc, tasks.env_cfg, seeds, cfg.batch, cfg.seed, shard,
+                       options=lambda i: {"start_state": tasks(h, i)[0], "goal_state": tasks(h, i)[1]},
+                       env_batches=batches, on_chunk=lambda eps: bar.update(len(eps)))
+    if ran is None:
+        return None
+    episodes, records = ran
+    return [{"index": i, **e.summary()} for i, e in enumerate(episodes)], records
 
 
 def log_cell(logdir: Path, name: str, row: dict, key: dict, records) -> None:
@@ -339,36 +304,48 @@ def plot(res: dict, path: Path) -> None:
 
 
 # ---- entry point --------------------------------------------------------------------------------------------------
-def run(cfg, shard: sharding.Shard = sharding.Shard(), argv=()) -> dict | None:
-    env_cfg, horizons = check(cfg)
-    configs_ = planner_configs(cfg)
-    model, meta, checkpoint = evaluate.load_world_model(cfg, env_cfg)
-    torch.set_num_threads(1)  # times compare planners, so every process plans on one thread; scale with torchrun
-    logdir = Path(cfg.logdir or f"runs/bench/{env_cfg.name}-{cfg.mode}-{cfg.budget}")
-    seeds = evaluate.episode_seeds(cfg.seed, cfg.episodes)
-    tasks = Tasks(env_cfg, seeds)
-    if shard.main:
-        entries = budgets(cfg, logdir, model, configs_, horizons, tasks)
-    shard.barrier()  # the other ranks read the budgets rank 0 wrote
-    entries = json.loads((logdir / "budgets.json").read_text())["entries"]
+def cell_keys(cfg, env_cfg, checkpoint, configs_, horizons, entries) -> dict[tuple[str, int], dict]:
+    """(planner, horizon) -> everything that determines the cell's results; a finished cell file must match it."""
+    keys = {}
+    for h in horizons:
+        for name in configs_:
+            pcfg = {**configs_[name], "iters": entries[f"{name}-H{h}"]["iters"],
+                    "iters_warm": entries[f"{name}-H{h}"]["iters_warm"]}
+            task_env = envs.env_config(env_cfg, goal_mode="trajectory", goal_steps=h * env_cfg.action_block)
+            keys[name, h] = {"env": dataclasses.asdict(task_env), "checkpoint": str(checkpoint), "seed": cfg.seed,
+                             "episodes": cfg.episodes, "batch": cfg.batch, "budget": cfg.budget, "planner": pcfg,
+                             "mpc": dataclasses.asdict(mpc_config(cfg, h))}
+    return keys
 
-    cells, keys = [(name, h) for h in horizons for name in configs_], {}
-    for name, h in cells:
-        pcfg = {**configs_[name], "iters": entries[f"{name}-H{h}"]["iters"],
-                "iters_warm": entries[f"{name}-H{h}"]["iters_warm"]}
-        task_env = envs.env_config(env_cfg, goal_mode="trajectory", goal_steps=h * env_cfg.action_block)
-        keys[name, h] = {"env": dataclasses.asdict(task_env), "checkpoint": str(checkpoint), "seed": cfg.seed,
-                         "episodes": cfg.episodes, "batch": cfg.batch, "budget": cfg.budget, "planner": pcfg,
-                         "mpc": dataclasses.asdict(mpc_config(cfg, h))}
+
+def unfinished(cfg, logdir: Path, keys: dict) -> list[tuple[str, int]]:
+    """The cells without a cell file; one made with other settings is an error."""
     todo = []
-    for name, h in cells:
+    for (name, h), key in keys.items():
         path = logdir / "cells" / f"{cell_name(name, h, cfg.mode)}.json"
         if not path.exists():
             todo.append((name, h))
-        elif json.loads(path.read_text())["key"] != json.loads(json.dumps(keys[name, h])):
+        elif json.loads(path.read_text())["key"] != json.loads(json.dumps(key)):
             raise ConfigError(f"{path} was made with other settings; use another logdir or delete that file")
+    return todo
+
+
+def run(cfg, shard: sharding.Shard = sharding.Shard(), argv=()) -> dict | None:
+    env_cfg, horizons = check(cfg)
+    configs_ = planner_configs(cfg)
+    model, meta, checkpoint = load_world_model(env_cfg, cfg.checkpoint, cfg.device)
+    torch.set_num_threads(1)  # times compare planners, so every process plans on one thread; scale with torchrun
+    logdir = Path(cfg.logdir or f"runs/bench/{env_cfg.name}-{cfg.mode}-{cfg.budget}")
+    seeds = episode_seeds(cfg.seed, cfg.episodes)
+    tasks = Tasks(env_cfg, seeds)
     if shard.main:
-        print(f"{len(cells) - len(todo)} of {len(cells)} cells done in {logdir}; {len(todo)} to run on "
+        budgets(cfg, logdir, model, configs_, horizons, tasks)
+    shard.barrier()  # the other ranks read the budgets rank 0 wrote
+    entries = json.loads((logdir / "budgets.json").read_text())["entries"]
+    keys = cell_keys(cfg, env_cfg, checkpoint, configs_, horizons, entries)
+    todo = unfinished(cfg, logdir, keys)
+    if shard.main:
+        print(f"{len(keys) - len(todo)} of {len(keys)} cells done in {logdir}; {len(todo)} to run on "
               f"{shard.world} process(es)")
         for name in configs_:
             print(f"  {name}: iterations per horizon (cold/warm) " + ", ".join(
@@ -382,14 +359,11 @@ def run(cfg, shard: sharding.Shard = sharding.Shard(), argv=()) -> dict | None:
         for name, h in todo:
             bar.set_description(cell_name(name, h, cfg.mode))
             key = keys[name, h]
-            planner = planners.make(key["planner"])
-            parts = shard.gather(run_cell(cfg, shard, model, planner, mpc_config(cfg, h), h, tasks, seeds, batches,
-                                          bar))
-            if not shard.main:
+            ran = run_cell(cfg, shard, model, planners.make(key["planner"]), mpc_config(cfg, h), h, tasks, seeds,
+                           batches, bar)
+            if ran is None:
                 continue
-            merged = sharding.merge_chunks(parts)
-            episodes = [e for eps, _ in merged for e in eps]
-            records = [r for _, recs in merged for r in recs]
+            episodes, records = ran
             row = {"planner": name, "horizon": h, "mode": cfg.mode, **summarize(episodes, records),
                    "iters": key["planner"]["iters"], "iters_warm": key["planner"]["iters_warm"],
                    "sec_per_iter": entries[f"{name}-H{h}"]["sec_per_iter"]}
@@ -399,27 +373,28 @@ def run(cfg, shard: sharding.Shard = sharding.Shard(), argv=()) -> dict | None:
     for batch in batches.values():
         batch.close()
     tasks.close()
-    if not shard.main:
-        return None
+    return write_results(cfg, logdir, env_cfg, checkpoint, horizons, list(configs_), shard.world, argv) \
+        if shard.main else None
 
+
+def write_results(cfg, logdir: Path, env_cfg, checkpoint, horizons, names, world: int, argv) -> dict:
+    """results.json, results.md and results.png of the finished cells; the table printed."""
     rows = [json.loads((logdir / "cells" / f"{cell_name(n, h, cfg.mode)}.json").read_text())["row"]
-            for h in horizons for n in configs_]
-    launcher = (f"torchrun --nproc_per_node={shard.world} " if shard.world > 1 else "python ")
+            for h in horizons for n in names]
+    launcher = f"torchrun --nproc_per_node={world} " if world > 1 else "python "
     results = {"env": env_cfg.name, "mode": cfg.mode, "budget": cfg.budget, "time_per_plan": cfg.time_per_plan,
                "checkpoint": str(checkpoint), "seed": cfg.seed, "episodes": cfg.episodes, "batch": cfg.batch,
-               "horizons": horizons, "planners": list(configs_), "processes": shard.world,
+               "horizons": horizons, "planners": names, "processes": world,
                "protocol": PROTOCOL[cfg.mode].format(factor=cfg.mpc.budget_factor),
-               "command": launcher + shlex.join(["benchmarks/planners.py", *argv]), "git_commit": provenance.git_commit(),
-               "versions": provenance.versions(), "rows": rows, "config": OmegaConf.to_container(cfg, resolve=True)}
+               "command": launcher + shlex.join(["-m", "benchmarks.planner_sweep", *argv]),
+               "git_commit": provenance.git_commit(), "versions": provenance.versions(), "rows": rows,
+               "config": OmegaConf.to_container(cfg, resolve=True)}
     write_json(logdir / "results.json", results)
     (logdir / "results.md").write_text(markdown(results))
     plot(results, logdir / "results.png")
     print("\n" + markdown(results).split("## 95%")[0].split("\n\n", 2)[2])
     print(f"results: {logdir / 'results.md'}\nTensorBoard: tensorboard --logdir {logdir / 'tb'}")
     return results
-
-
-USER_ERRORS = evaluate.USER_ERRORS
 
 
 def main(argv: list[str]) -> int:

@@ -1,5 +1,4 @@
-"""benchmarks/planners.py on a tiny untrained wall model: outputs, resume, variants, errors, torchrun sharding."""
-import importlib.util
+"""benchmarks/planner_sweep.py on a tiny untrained wall model: outputs, resume, variants, errors, torchrun sharding."""
 import json
 import os
 import socket
@@ -11,12 +10,10 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
+from benchmarks import planner_sweep as bench
 from conftest import save_tiny_checkpoint
 
-REPO = Path(__file__).resolve().parents[1]
-SPEC = importlib.util.spec_from_file_location("bench_planners", REPO / "benchmarks" / "planners.py")
-bench = importlib.util.module_from_spec(SPEC)
-SPEC.loader.exec_module(bench)  # loaded under another name: `planners` is the package, not this script
+REPO = Path(__file__).resolve().parents[2]
 
 TINY = ["planners=[grasp,cem]", "horizons=[2,3]", "episodes=4", "batch=2"]
 
@@ -40,12 +37,6 @@ def cells(logdir: Path) -> dict[str, dict]:
     return {p.stem: json.loads(p.read_text()) for p in sorted((logdir / "cells").glob("*.json"))}
 
 
-def test_wilson_interval_matches_the_known_values():
-    lo, hi = bench.wilson(50, 100)
-    assert (round(lo, 4), round(hi, 4)) == (0.4038, 0.5962)  # the ±10 points the default episode count is for
-    assert bench.wilson(0, 10)[0] == 0 and bench.wilson(10, 10)[1] == pytest.approx(1) and bench.wilson(0, 0) is None
-
-
 def test_tiny_sweep_writes_results_and_a_rerun_skips_finished_cells(checkpoint, tmp_path, capsys):
     logdir = tmp_path / "run"
     argv = [f"checkpoint={checkpoint}", f"logdir={logdir}", *TINY]
@@ -61,7 +52,7 @@ def test_tiny_sweep_writes_results_and_a_rerun_skips_finished_cells(checkpoint, 
         assert r["mean_plan_time_s"] > 0 and (r["median_time_to_success_s"] is None) == (r["successes"] == 0)
     per_episode = cells(logdir)["grasp-H3-open_loop"]["per_episode"]
     assert [e["index"] for e in per_episode] == [0, 1, 2, 3] and all(e["steps"] == 3 for e in per_episode)
-    assert res["git_commit"] and res["command"].startswith("python benchmarks/planners.py checkpoint=")
+    assert res["git_commit"] and res["command"].startswith("python -m benchmarks.planner_sweep checkpoint=")
     md = (logdir / "results.md").read_text()
     assert "| H | grasp | cem |" in md and res["command"] in md and res["git_commit"] in md
     first = next(r for r in res["rows"] if r["planner"] == "grasp" and r["horizon"] == 2)
@@ -138,14 +129,14 @@ def free_port() -> int:
 def test_torchrun_two_processes_merge_into_the_single_process_results(checkpoint, tmp_path):
     args = [f"checkpoint={checkpoint}", *TINY]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    single = subprocess.run([sys.executable, "benchmarks/planners.py", f"logdir={tmp_path / 'one'}", *args],
+    single = subprocess.run([sys.executable, "-m", "benchmarks.planner_sweep", f"logdir={tmp_path / 'one'}", *args],
                             cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert single.returncode == 0, single.stderr
     two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-                          f"--master_port={free_port()}", "benchmarks/planners.py", f"logdir={tmp_path / 'two'}",
+                          f"--master_port={free_port()}", "-m", "benchmarks.planner_sweep", f"logdir={tmp_path / 'two'}",
                           *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert two.returncode == 0, two.stderr
     one_res, two_res = (json.loads((tmp_path / d / "results.json").read_text()) for d in ("one", "two"))
-    assert two_res["processes"] == 2 and two_res["command"].startswith("torchrun --nproc_per_node=2 ")
+    assert two_res["processes"] == 2 and two_res["command"].startswith("torchrun --nproc_per_node=2 -m benchmarks.planner_sweep ")
     assert timeless(two_res) == timeless(one_res)
     assert timeless(cells(tmp_path / "two")) == timeless(cells(tmp_path / "one"))

@@ -1,0 +1,154 @@
+"""Evaluating a world model and a planner on episodes: what evaluate.py and every benchmark share.
+
+  load_world_model  the checkpoint for an env (null: the shipped one), frozen, checked to fit the env
+  episode_seeds     independent env seeds per (run seed, episode index)
+  run_episodes      a batch of MPC episodes in chunks, shared among torchrun ranks (agent/sharding.py)
+  summarize         THE results summary of a set of episodes: rates, 95% intervals, times, means
+  write_json        THE results writer: atomic, so a crash never leaves a partial file
+  reference_frames  the frames plan pictures are drawn with (agent/logging.NearestFrames)
+  USER_ERRORS       what an evaluation reports as one line and exit code 2 (`configs.main`)
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import statistics
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import envs
+import planners
+import worldmodels
+from agent import sharding
+from agent.logging import NearestFrames
+from agent.mpc import AgentError, Episode, MPCAgent, MPCConfig, PlanRecord
+
+REFERENCE_EPISODES, REFERENCE_EPISODE_LEN = 64, 8  # the fallback frame set for plan pictures: 576 frames
+Z95 = 1.959964
+USER_ERRORS = (envs.EnvError, planners.PlannerError, worldmodels.ModelError, AgentError)  # + CheckpointError
+
+
+# ---- the model ------------------------------------------------------------------------------------------------
+def load_world_model(env_cfg: envs.EnvConfig, checkpoint: str | None = None, device: str = "cpu"):
+    """(model frozen in eval mode, meta, checkpoint path) for `checkpoint` (None: the shipped
+    worldmodels/pretrained/<env>.pt) on `device`, checked to fit the env."""
+    if device != "cpu" and not (device.startswith("cuda") and torch.cuda.is_available()):
+        raise AgentError(f"device={device!r}: choose cpu" + (" or cuda" if torch.cuda.is_available() else ""))
+    path = Path(checkpoint) if checkpoint else worldmodels.checkpoint.PRETRAINED / f"{env_cfg.name}.pt"
+    if not checkpoint and not path.exists():
+        raise worldmodels.CheckpointError(f"no shipped checkpoint for env {env_cfg.name!r} at {path}; "
+                                          f"pass checkpoint=PATH (train one with train.py)")
+    model, meta = worldmodels.load_checkpoint(path, env=env_cfg.name, obs_type=env_cfg.obs_type, device=device)
+    model.eval().requires_grad_(False)
+    probe = envs.make(env_cfg)
+    action_size = int(probe.action_space.shape[0])
+    probe.close()
+    check_model_fits_env(meta, env_cfg, action_size, model)
+    return model, meta, path
+
+
+def check_model_fits_env(meta: dict, env_cfg: envs.EnvConfig, action_size: int, model) -> None:
+    trained = meta.get("env", {})
+    for key in ("action_block", "image_size") if env_cfg.obs_type == "pixels" else ("action_block",):
+        if key in trained and trained[key] != getattr(env_cfg, key):
+            raise AgentError(f"checkpoint was trained with env.{key}={trained[key]}, but env.{key}="
+                             f"{getattr(env_cfg, key)}; set env.{key}={trained[key]} or use a matching checkpoint")
+    if model.action_dim != action_size:
+        raise AgentError(f"checkpoint model plans {model.action_dim}-d actions, env {env_cfg.name} takes "
+                         f"{action_size}-d block actions")
+
+
+def reference_frames(model, meta: dict, env_cfg: envs.EnvConfig, seed: int) -> NearestFrames:
+    """Encoded frames for plan pictures: from the checkpoint's training data (meta `data.path`) when it is on
+    this machine, else from a small fresh collection with the env's data policy (a shipped checkpoint on a new
+    machine has no dataset beside it)."""
+    from envs.data import Dataset, collect
+    path = (meta.get("data") or {}).get("path")
+    if path and (Path(path) / "meta.json").exists():
+        return NearestFrames.from_dataset(model, Dataset(path), seed=seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        collect(env_cfg, tmp, episodes=REFERENCE_EPISODES, episode_len=REFERENCE_EPISODE_LEN, seed=seed)
+        return NearestFrames.from_dataset(model, Dataset(tmp), seed=seed)
+
+
+# ---- episodes -------------------------------------------------------------------------------------------------
+def episode_seeds(seed: int, n: int) -> list[int]:
+    """Independent env seeds per (run seed, episode index); runs with different seeds share no tasks."""
+    return [int(s) for s in np.random.SeedSequence(seed).generate_state(n, dtype=np.uint32)]
+
+
+def run_episodes(model, planner, mpc: MPCConfig, env_cfg: envs.EnvConfig, seeds: list[int], batch: int, seed: int,
+                 shard: sharding.Shard = sharding.Shard(), options=None, record: int = 0,
+                 env_batches: dict | None = None, on_chunk=None) -> tuple[list[Episode], list[PlanRecord]] | None:
+    """The episodes with env seeds `seeds`, run in chunks of `batch` (one EnvBatch, one batched planner call per
+    control step), this rank's chunks here; chunk k's planner noise comes from (seed, k) alone, so the results do
+    not depend on the number of ranks. `options(i)`: episode i's reset options (None: the env draws the task from
+    its seed); the first `record` episodes keep frames and their first plan's latents; `on_chunk(episodes)` after
+    every chunk. EnvBatches are kept by size in `env_batches` for the caller to reuse and close (None: closed
+    here). Returns, on rank 0, every rank's episodes and plan records in episode order; None on the others."""
+    batches = {} if env_batches is None else env_batches
+    done = []
+    try:
+        for k, chunk in shard.chunks(len(seeds), batch):
+            if len(chunk) not in batches:
+                batches[len(chunk)] = envs.EnvBatch(env_cfg, len(chunk))
+            agent = MPCAgent(model, planner, mpc, generator=sharding.chunk_generator(seed, k, model.device))
+            eps, recs = agent.run(batches[len(chunk)], [seeds[i] for i in chunk],
+                                  None if options is None else [options(i) for i in chunk],
+                                  record=[i < record for i in chunk])
+            done.append((k, (eps, recs)))
+            if on_chunk is not None:
+                on_chunk(eps)
+    finally:
+        if env_batches is None:
+            for env_batch in batches.values():
+                env_batch.close()
+    parts = shard.gather(done)
+    if not shard.main:
+        return None
+    merged = sharding.merge_chunks(parts)
+    return [e for eps, _ in merged for e in eps], [r for _, recs in merged for r in recs]
+
+
+# ---- results --------------------------------------------------------------------------------------------------
+def wilson(successes: int, n: int, z: float = Z95) -> list[float] | None:
+    """95% Wilson score interval of a success rate; None without episodes."""
+    if n == 0:
+        return None
+    p, z2 = successes / n, z * z
+    centre, half = (p + z2 / (2 * n)) / (1 + z2 / n), z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    return [max(0.0, centre - half), min(1.0, centre + half)]
+
+
+def summarize(episodes: list[dict], records: list[PlanRecord]) -> dict:
+    """The results summary of episodes (rows as `Episode.summary()` gives them) and their plan records, for
+    evaluate.py's results.json and every benchmark cell alike. Trivial episodes (solved at reset) are counted in
+    `excluded_trivial` and left out of every rate and mean. An empty cell - a value with nothing to take it over
+    (no counted episode, no success, no plan call) - is None (JSON null), never 0."""
+    counted = [e for e in episodes if not e["trivial"]]
+    wins = sum(e["success"] for e in counted)
+    finals = sum(e["success_final"] for e in counted)
+    times = [e["time_to_success_s"] for e in counted if e["success"]]
+    n = len(counted)
+    return {"episodes": len(episodes), "excluded_trivial": len(episodes) - n, "successes": wins,
+            "success_rate": wins / n if n else None, "success_ci95": wilson(wins, n),
+            "success_final_rate": finals / n if n else None, "success_final_ci95": wilson(finals, n),
+            "median_time_to_success_s": statistics.median(times) if times else None,
+            "mean_plan_time_s": statistics.fmean(r.seconds for r in records) if records else None,
+            "plan_calls": len(records),
+            "mean_iters_per_call": statistics.fmean(r.iters for r in records) if records else None,
+            "mean_steps": statistics.fmean(e["steps"] for e in counted) if counted else None,
+            "mean_final_distance": statistics.fmean(e["final_distance"] for e in counted) if counted else None,
+            "nonfinite_plans": sum(e["nonfinite_plans"] for e in episodes)}
+
+
+def write_json(path: Path, data) -> None:
+    """Write `data` as indented JSON atomically (a temporary file renamed into place), creating the folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1) + "\n")
+    os.replace(tmp, path)

@@ -1,0 +1,53 @@
+"""agent/evaluation.py: the one results summary (and its Wilson intervals), the writer, episode seeds."""
+import json
+
+import pytest
+
+from agent.evaluation import episode_seeds, summarize, wilson, write_json
+from agent.mpc import Episode, PlanRecord
+
+
+def test_wilson_interval_matches_the_known_values():
+    lo, hi = wilson(50, 100)
+    assert (round(lo, 4), round(hi, 4)) == (0.4038, 0.5962)  # the ±10 points the default episode count is for
+    assert wilson(0, 10)[0] == 0 and wilson(10, 10)[1] == pytest.approx(1) and wilson(0, 0) is None
+
+
+def row(success: bool, trivial: bool = False, steps: int = 4, time: float | None = None) -> dict:
+    ep = Episode(seed=0, trivial=trivial, distances=[2.0, 1.0], success=success, success_final=success,
+                 steps=steps, time_to_success_s=time)
+    return ep.summary()
+
+
+def record(seconds: float, iters: int) -> PlanRecord:
+    return PlanRecord(0, [0], False, seconds, iters, cost=None, diagnostics={})
+
+
+def test_summary_excludes_trivial_episodes_and_counts_them():
+    out = summarize([row(True, time=2.0), row(False), row(True, time=4.0), row(True, trivial=True, steps=0)],
+                    [record(1.0, 10), record(3.0, 30)])
+    assert (out["episodes"], out["excluded_trivial"], out["successes"]) == (4, 1, 2)
+    assert out["success_rate"] == out["success_final_rate"] == 2 / 3 and out["success_ci95"] == wilson(2, 3)
+    assert out["median_time_to_success_s"] == 3.0 and out["mean_plan_time_s"] == 2.0
+    assert (out["plan_calls"], out["mean_iters_per_call"], out["mean_steps"]) == (2, 20, 4)
+
+
+def test_an_empty_cell_is_none_everywhere_not_zero():
+    """evaluate.py used to write 0.0 where the benchmark wrote None for the same empty cell."""
+    out = summarize([row(True, trivial=True, steps=0)], [])
+    for key in ("success_rate", "success_ci95", "success_final_rate", "success_final_ci95",
+                "median_time_to_success_s", "mean_plan_time_s", "mean_iters_per_call", "mean_steps",
+                "mean_final_distance"):
+        assert out[key] is None, key
+    assert summarize([row(False)], [record(1.0, 5)])["median_time_to_success_s"] is None  # no success: no median
+
+
+def test_write_json_is_atomic_and_makes_the_folder(tmp_path):
+    path = tmp_path / "a" / "results.json"
+    write_json(path, {"x": None})
+    assert json.loads(path.read_text()) == {"x": None} and not list(path.parent.glob("*.tmp"))
+
+
+def test_episode_seeds_are_a_prefix_stable_function_of_the_run_seed():
+    assert episode_seeds(0, 3) == episode_seeds(0, 10)[:3] and episode_seeds(0, 3) != episode_seeds(1, 3)
+    assert episode_seeds(0, 2) == [2968811710, 3677149159]
