@@ -56,8 +56,9 @@ class MPCConfig:
 def shift_plan(plan, steps: int, start: torch.Tensor, goal: torch.Tensor, model=None):
     """The warm start for the next solve after `steps` planner steps of `plan` were executed.
 
-    Actions (B, H, A): shifted left by `steps`; the new tail is padded with zeros, i.e. the dataset-mean action in
-    the normalised space - the same value a cold start uses, so the tail carries no stale intent.
+    Actions (B, H, A) and any elites (B, K, H, A): shifted left by `steps`; the new tail is padded with zeros, i.e.
+    the dataset-mean action in the normalised space - the same value a cold start uses, so the tail carries no
+    stale intent.
     Virtual states (B, H-1, D), s_1..s_{H-1}: the executed ones are dropped, the kept ones s_{steps+1}.. move to
     the front and the `steps` new tail states are spread on the line from the last kept state (or the new start)
     to the goal, which the new plan reaches at s_H, as in a cold start.
@@ -79,7 +80,10 @@ def shift_plan(plan, steps: int, start: torch.Tensor, goal: torch.Tensor, model=
                 kept = model.rollout(start, shifted[:, :n_kept]) if n_kept else states[:, :0]
         anchor = kept[:, -1] if n_kept else start
         states = torch.cat([kept, line_states(anchor, goal, H - n_kept)], dim=1)  # (B, H-1, D)
-    return dataclasses.replace(plan, actions=shifted, states=states)
+    elites = plan.elites  # (B, K, H, A) (iCEM): shifted and padded like the actions
+    if elites is not None:
+        elites = torch.cat([elites[:, :, steps:], elites.new_zeros(B, elites.shape[1], min(steps, H), A)], dim=2)
+    return dataclasses.replace(plan, actions=shifted, states=states, elites=elites)
 
 
 def select_rows(plan, rows: torch.Tensor):
@@ -87,6 +91,7 @@ def select_rows(plan, rows: torch.Tensor):
     return dataclasses.replace(
         plan, actions=plan.actions[rows], cost=plan.cost[rows], nonfinite=plan.nonfinite[rows],
         states=None if plan.states is None else plan.states[rows],
+        elites=None if plan.elites is None else plan.elites[rows],
         diagnostics={k: v[:, rows] for k, v in plan.diagnostics.items()})
 
 

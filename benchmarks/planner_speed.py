@@ -1,16 +1,25 @@
-"""Planner speed: ms per iteration for every planner over horizons and batch sizes, on one world model.
+"""Planner speed: ms per iteration and seconds per default plan call for every planner, over horizons and batch
+sizes, on one world model.
 
-    python -m benchmarks.planner_speed [checkpoint=worldmodels/pretrained/wall.pt] [repeats=3]
+    python -m benchmarks.planner_speed [checkpoint=worldmodels/pretrained/wall.pt] [repeats=3] [device=cpu|cuda]
+        [predictor_hidden=N] [latent_dim=N] [horizons=10,25,50,100] [batches=1,16] [planners=grasp,cem,...]
+        [calls=1]
 
 The world model is the shipped default (wall, pixels; planners only see its latent predictor) unless `checkpoint=`
-names another. Starts and goals are random latents: timing does not depend on them. Prints a markdown table plus
-two ratios:
-  - one GRASP core iteration (sync=none) / one forward + action-backward of `model.predict` on B*H rows
-    (the same call GRASP makes; target <= 1.5: planner overhead is small),
+names another. `predictor_hidden=` and/or `latent_dim=` swap in a model of the checkpoint's shape with those sizes
+and RANDOM weights (the predictor's output layer too, so it is not the identity), so timings need not hinge on our
+small models. Starts and goals are random latents: timing does not depend on them. `planners=` picks from the
+columns below (default all). Prints, per (H, B):
+  - ms/iter: time from the first to the last iteration's callback / (n - 1), best of `repeats` after one warm-up,
+    so per-solve setup is excluded; GRASP's periodic sync (every 25 iterations) is amortised into its default column
+    (n = 51: two syncs),
+  - s/call: one whole `plan()` call at the planner's default (cold) budget, best of `calls` (0: skip),
+  - the same model's `predict` forward + action-backward on B*H rows (the call GRASP makes every iteration),
+and two ratios:
+  - one GRASP core iteration (sync=none) / predict fwd+bwd (target <= 1.5: planner overhead is small),
   - GD iteration time / GRASP iteration time at H=50 (target >= 5: time-parallel beats serial BPTT).
-ms/iter = time from the first to the last iteration's callback / (n - 1), best of `repeats`, so per-solve setup is
-excluded; GRASP's periodic sync (every 25 iterations) is amortised into its default column (n = 51: two syncs).
-The machine is shared: numbers are best-of-repeats wall times.
+On CUDA every time stamp is taken after torch.cuda.synchronize(), so per-iteration numbers include one sync per
+iteration (a plan call's time is what a caller sees). The machine may be shared: numbers are best-of wall times.
 """
 from __future__ import annotations
 
@@ -23,75 +32,133 @@ import planners
 import worldmodels
 from benchmarks import cli
 
-HORIZONS, BATCHES = (10, 25, 50, 100), (1, 16)
 DEFAULT_CHECKPOINT = worldmodels.checkpoint.PRETRAINED / "wall.pt"
+# column -> (planner name, overrides, iterations timed for ms/iter)
+COLUMNS = {
+    "grasp": ("grasp", {}, 51),
+    "grasp (sync=none)": ("grasp", {"sync": "none"}, 26),
+    "latco": ("latco", {}, 26),
+    "gd": ("gd", {}, 5),
+    "gd (1 start)": ("gd", {"starts": 1}, 5),
+    "cem": ("cem", {}, 3),
+    "icem": ("icem", {}, 3),
+    "mppi": ("mppi", {}, 3),
+}
 
 
-def load_model(checkpoint: str):
+def load_model(checkpoint: str, device: str, predictor_hidden: str, latent_dim: str):
     try:
         model, _ = worldmodels.load_checkpoint(checkpoint)
     except worldmodels.CheckpointError as err:
         raise SystemExit(f"error: {err}")
-    return model.eval().requires_grad_(False)
+    if predictor_hidden or latent_dim:
+        sizes = model.cfg.to_dict()
+        sizes.update({k: int(v) for k, v in (("predictor_hidden", predictor_hidden), ("latent_dim", latent_dim)) if v})
+        torch.manual_seed(0)
+        model = worldmodels.JEPA(worldmodels.ModelConfig(**sizes))
+        last = model.predictor[-1]
+        torch.nn.init.normal_(last.weight, std=0.5 / last.in_features ** 0.5)
+    return model.to(device).eval().requires_grad_(False)
 
 
-def timed(fn, repeats: int) -> float:
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn, repeats: int, device: torch.device) -> float:
     best = float("inf")
     for _ in range(repeats):
+        sync(device)
         start = time.perf_counter()
         fn()
+        sync(device)
         best = min(best, time.perf_counter() - start)
     return best
 
 
+def generator(device: torch.device, seed: int = 0) -> torch.Generator:
+    return torch.Generator(device=device).manual_seed(seed)
+
+
 def ms_per_iter(planner, model, start, goal, horizon, iters, repeats) -> float:
     """Time between the first and the last iteration's callback / (iters - 1): per-solve setup is excluded."""
+    device = start.device
+
+    def stamp(it, diag):
+        sync(device)
+        stamps.append(time.perf_counter())
+
     best = float("inf")
     for _ in range(repeats + 1):  # the first run warms up
         stamps = []
-        planner.plan(model, start, goal, horizon, iters=iters, generator=torch.Generator().manual_seed(0),
-                     callback=lambda it, diag: stamps.append(time.perf_counter()))
+        planner.plan(model, start, goal, horizon, iters=iters, generator=generator(device), callback=stamp)
         best = min(best, (stamps[-1] - stamps[0]) / (iters - 1))
     return 1e3 * best
 
 
+def plan_call_s(planner, model, start, goal, horizon, calls) -> float:
+    """One whole plan() call at the planner's default cold budget (after the ms/iter runs warmed it up)."""
+    return timed(lambda: planner.plan(model, start, goal, horizon, generator=generator(start.device)), calls,
+                 start.device)
+
+
 def predict_fwd_bwd_ms(model, rows: int, repeats: int) -> float:
-    s = torch.randn(rows, model.latent_dim)
-    a = torch.zeros(rows, model.action_dim, requires_grad=True)
+    s = torch.randn(rows, model.latent_dim, device=model.device)
+    a = torch.zeros(rows, model.action_dim, device=model.device, requires_grad=True)
 
     def step():
         with torch.enable_grad():
             out = model.predict(s, a)
             torch.autograd.grad(out, a, torch.ones_like(out))
     step()
-    return 1e3 * timed(step, 20 * repeats)  # fastest single call: robust to other processes on a shared machine
+    return 1e3 * timed(step, 20 * repeats, model.device)  # fastest single call: robust to a shared machine
+
+
+def ints(value: str) -> list[int]:
+    return [int(v) for v in value.split(",")]
 
 
 def main(argv: list[str]) -> None:
-    args = cli.parse(argv, {"checkpoint": str(DEFAULT_CHECKPOINT), "repeats": "3"}, "checkpoint=PATH, repeats=N")
-    args["repeats"] = int(args["repeats"])
-    model = load_model(args["checkpoint"])
+    args = cli.parse(argv, {"checkpoint": str(DEFAULT_CHECKPOINT), "repeats": "3", "device": "cpu",
+                            "predictor_hidden": "", "latent_dim": "", "horizons": "10,25,50,100",
+                            "batches": "1,16", "planners": ",".join(COLUMNS), "calls": "1"},
+                     "checkpoint=PATH, repeats=N, device=cpu|cuda, predictor_hidden=N, latent_dim=N, "
+                     "horizons=H,..., batches=B,..., planners=NAME,..., calls=N")
+    repeats, calls = int(args["repeats"]), int(args["calls"])
+    device = torch.device(args["device"])
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("error: device=cuda but torch sees no CUDA device")
+    names = args["planners"].split(",")
+    unknown = [n for n in names if n not in COLUMNS]
+    if unknown:
+        raise SystemExit(f"error: unknown planner column(s) {unknown}; choose from: {', '.join(COLUMNS)}")
+    names = [n for n in names if COLUMNS[n][0] in planners.PLANNERS]  # older trees lack some planners
+    model = load_model(args["checkpoint"], device, args["predictor_hidden"], args["latent_dim"])
     D = model.latent_dim
-    print(f"model: {args['checkpoint']} (latent {D}, action {model.action_dim}); torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads\n")
-    iters = {"grasp": 51, "grasp (sync=none)": 26, "latco": 26, "gd": 5, "cem": 3, "mppi": 3}
-    made = {name: planners.make(name) for name in ("grasp", "latco", "gd", "cem", "mppi")}
-    made["grasp (sync=none)"] = planners.make("grasp", sync="none")
-    made["gd (1 start)"] = planners.make("gd", starts=1)
-    iters["gd (1 start)"] = 5
-    names = ["grasp", "grasp (sync=none)", "latco", "gd", "gd (1 start)", "cem", "mppi"]
+    n_params = sum(p.numel() for p in model.predictor.parameters()) + sum(
+        p.numel() for p in model.action_encoder.parameters())
+    random = "RANDOM weights, " if args["predictor_hidden"] or args["latent_dim"] else ""
+    print(f"model: {args['checkpoint']} ({random}latent {D}, action {model.action_dim}, predictor_hidden "
+          f"{model.cfg.predictor_hidden}, {n_params / 1e6:.2f}M predictor+action-encoder params); device {device}; "
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads\n")
+    made = {n: planners.make(COLUMNS[n][0], **COLUMNS[n][1]) for n in names}
     results = {}
-    print("| H | B | " + " | ".join(f"{n} ms/iter" for n in names) + " | predict fwd+bwd B*H rows ms |")
-    print("|---|---|" + "---|" * (len(names) + 1))
-    for horizon in HORIZONS:
-        for batch in BATCHES:
+    print("| H | B | " + " | ".join(f"{n} ms/iter" for n in names) + " | predict fwd+bwd B*H rows ms |"
+          + ("".join(f" {n} s/call |" for n in names) if calls else ""))
+    print("|---|---|" + "---|" * (len(names) + 1 + (len(names) if calls else 0)))
+    for horizon in ints(args["horizons"]):
+        for batch in ints(args["batches"]):
             gen = torch.Generator().manual_seed(1)
-            start, goal = torch.randn(batch, D, generator=gen), torch.randn(batch, D, generator=gen)
-            row = {n: ms_per_iter(made[n], model, start, goal, horizon, iters[n], args["repeats"]) for n in names}
-            row["predict"] = predict_fwd_bwd_ms(model, batch * horizon, args["repeats"])
+            start, goal = (torch.randn(batch, D, generator=gen).to(device) for _ in range(2))
+            row = {n: ms_per_iter(made[n], model, start, goal, horizon, COLUMNS[n][2], repeats) for n in names}
+            row["predict"] = predict_fwd_bwd_ms(model, batch * horizon, repeats)
+            call = {n: plan_call_s(made[n], model, start, goal, horizon, calls) for n in names} if calls else {}
             results[horizon, batch] = row
             print(f"| {horizon} | {batch} | " + " | ".join(f"{row[n]:.2f}" for n in names)
-                  + f" | {row['predict']:.2f} |", flush=True)
+                  + f" | {row['predict']:.2f} |" + "".join(f" {call[n]:.3f} |" for n in call), flush=True)
+    if not {"grasp", "grasp (sync=none)", "gd", "gd (1 start)"} <= set(names):
+        return
     print("\n| H | B | GRASP core iter / predict fwd+bwd (target <= 1.5) | GD / GRASP iter "
           "| GD (1 start) / GRASP core |")
     print("|---|---|---|---|---|")

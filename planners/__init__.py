@@ -1,4 +1,4 @@
-"""Planners for latent world models: GRASP and the baselines it is compared with (CEM, GD, MPPI, LatCo).
+"""Planners for latent world models: GRASP and the baselines it is compared with (CEM, iCEM, GD, MPPI, LatCo).
 
 `make("grasp")`, `make(cfg.planner)` or `make("cem", samples=100)` -> a planner whose
 `plan(model, start, goal, horizon, warm_start=None, iters=None, generator=None, callback=None) -> Plan`.
@@ -12,11 +12,13 @@ from typing import Any, Mapping
 from planners.base import Plan, Planner, PlannerConfig, PlannerError
 from planners.cem import CEM
 from planners.gd import GD
+from planners.icem import ICEM
 from planners.grasp import Grasp
 from planners.latco import LatCo
 from planners.mppi import MPPI
 
-PLANNERS: dict[str, type[Planner]] = {"grasp": Grasp, "cem": CEM, "gd": GD, "mppi": MPPI, "latco": LatCo}
+PLANNERS: dict[str, type[Planner]] = {"grasp": Grasp, "cem": CEM, "gd": GD, "mppi": MPPI, "latco": LatCo,
+                                     "icem": ICEM}
 
 
 def make(cfg_or_name: str | Mapping[str, Any], **overrides) -> Planner:

@@ -40,6 +40,9 @@ class Plan:
     diagnostics: name -> (iters, B) per-iteration values (which names depends on the planner).
     nonfinite: (B,) True where the model returned NaN/inf for that problem at some point.
     iters: iterations run.
+    elites: (B, K, H, A) further candidate action sequences, best first, that a sampling planner (iCEM) carries into
+        its next solve, else None. Aligned in time with `actions`: whoever shifts `actions` for a warm start shifts
+        these the same way (agent/mpc.py `shift_plan`).
     """
     actions: Tensor
     cost: Tensor
@@ -47,6 +50,7 @@ class Plan:
     diagnostics: dict[str, Tensor]
     nonfinite: Tensor
     iters: int
+    elites: Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -117,6 +121,12 @@ def check_inputs(model, start: Tensor, goal: Tensor, horizon: int, warm_start: P
     if warm_start.states is not None and tuple(warm_start.states.shape) != (B, horizon - 1, D):
         raise PlannerError(f"warm_start.states has shape {tuple(warm_start.states.shape)}: expected "
                            f"({B}, {horizon - 1}, {D}) or None")
+    elites = warm_start.elites
+    if elites is not None and (elites.dim() != 4 or (elites.shape[0], *elites.shape[2:]) != (B, horizon, A)):
+        raise PlannerError(f"warm_start.elites has shape {tuple(elites.shape)}: expected ({B}, K, {horizon}, {A}) "
+                           f"or None (shifted like the actions)")
+    if elites is not None and not torch.isfinite(elites).all():
+        raise PlannerError("warm_start.elites contains NaN/inf: expected finite actions")
 
 
 def clip(model, actions: Tensor, enabled: bool) -> Tensor:
@@ -260,3 +270,18 @@ class Adam:
         self.v.mul_(b2).addcmul_(grad, grad, value=1 - b2)
         denom = self.v.div(1 - b2 ** self.t).sqrt_().add_(self.eps)
         self.params.addcdiv_(self.m * self.lr, denom, value=-1 / (1 - b1 ** self.t))
+
+    def corrections(self) -> tuple[float, float]:
+        """Advance the step count like `step` and return its bias factors (1 / (1 - b2^t), -1 / (1 - b1^t))."""
+        (b1, b2), self.t = self.betas, self.t + 1
+        return 1 / (1 - b2 ** self.t), -1 / (1 - b1 ** self.t)
+
+    def step_graphable(self, grad: Tensor, corrections: Tensor) -> None:
+        """`step` with its step-dependent factors read from a tensor `corrections` = (1 / (1 - b2^t),
+        -1 / (1 - b1^t)) that the caller fills from `corrections()` before each call, so that the step can be
+        captured once in a CUDA graph and replayed (a Python scalar would be frozen into the graph)."""
+        b1, b2 = self.betas
+        self.m.lerp_(grad, 1 - b1)
+        self.v.mul_(b2).addcmul_(grad, grad, value=1 - b2)
+        denom = self.v.mul(corrections[0]).sqrt_().add_(self.eps)
+        self.params.addcmul_((self.m * self.lr).div_(denom), corrections[1])

@@ -62,6 +62,7 @@ class GraspConfig(PlannerConfig):
     cem_iters: int = 5
     cem_var_floor: float = 0.01
     stopgrad: bool = True  # False: full gradients through F's state input (the ablation the paper argues against)
+    cuda_graphs: bool = False  # on CUDA only: replay the lifted iteration as a CUDA graph (planners/cuda_graphs.py)
 
     def __post_init__(self):
         super().__post_init__()
@@ -87,40 +88,36 @@ class Grasp(Planner):
         c, H = self.cfg, horizon
         B, D = start.shape
         A = model.action_dim
-        n = B * (H - 1) * D
+        # The chain s_0, s_1..s_{H-1}, s_H = g lives in one (B, H+1, D) buffer: F's inputs are chain[:, :-1] and
+        # its targets chain[:, 1:], both views (no copy, no cat). Its two ends get zero gradient, so Adam never
+        # moves them (m = v = 0 -> a zero step); only the virtual states s_1..s_{H-1} are noised.
+        n = B * (H + 1) * D
         flat, adam = lifted_variables(n, B * H * A, c.lr_states, c.lr_actions, start)
-        states, actions = flat[:n].view(B, H - 1, D), flat[n:].view(B, H, A)
-        grad = torch.empty_like(flat)
-        grad_states, grad_actions = grad[:n].view(B, H - 1, D), grad[n:].view(B, H, A)
+        chain, actions = flat[:n].view(B, H + 1, D), flat[n:].view(B, H, A)
+        states = chain[:, 1:-1]
+        grad = torch.zeros_like(flat)
+        grad_states, grad_actions = grad[:n].view(B, H + 1, D)[:, 1:-1], grad[n:].view(B, H, A)
+        chain[:, 0], chain[:, -1] = start, goal
         states.copy_(initial_states(start, goal, H, warm_start))
         actions.copy_(initial_actions(model, start, H, warm_start, c.clip_actions))
         best = Incumbent(model, start, goal, actions, states)
         rollout_now, gap_now = best.last_cost, self._gap(states, best.last_traj)
-        inputs = torch.empty(B, H, D, device=start.device, dtype=start.dtype)  # F's state inputs s̄_0..s̄_{H-1}
-        inputs[:, 0] = start
-        goal_row = goal[:, None]  # (B, 1, D)
         diag = Diagnostics(("dyn_loss", "goal_loss", "rollout_cost", "gap", "best_cost"), iters, start, callback)
+        graphed = None
+        if c.cuda_graphs and start.is_cuda and iters > 0:
+            from planners.cuda_graphs import GraspGraph  # CUDA-only code, never imported on CPU
+            graphed = GraspGraph(self, model, chain, actions, grad, grad_states, grad_actions, adam, generator)
         for it in range(iters):
             phase = (it % c.sync_every) / c.sync_every
             sigma, gamma = _decay(c.sigma, c.sigma_end, phase), _decay(c.gamma, c.gamma_end, phase)
-            inputs[:, 1:] = states
-            leaf = actions.detach().requires_grad_()  # aliases `actions`; autograd sees only this path
-            state_in = inputs if c.stopgrad else inputs.detach().requires_grad_()
-            with torch.enable_grad():
-                pred = model.predict(state_in.view(B * H, D), leaf.view(B * H, A)).view(B, H, D)
-            resid = pred.detach() - torch.cat((states, goal_row), 1)  # F(s̄_t, a_t) - s_{t+1}  (B, H, D)
-            goal_resid = pred.detach() - goal_row  # F(s̄_t, a_t) - g  (B, H, D)
-            dyn_loss, goal_loss = resid.square().sum((1, 2)), goal_resid.square().sum((1, 2))
-            grads = torch.autograd.grad(pred, (leaf,) if c.stopgrad else (leaf, state_in),
-                                        (resid + gamma * goal_resid).mul_(2))
-            grad_actions.copy_(grads[0])
-            torch.mul(resid[:, :-1], -2, out=grad_states)
-            if not c.stopgrad:
-                grad_states.add_(grads[1][:, 1:])  # + J_s(F)^T dL/dF_t: the brittle state-input path
-            adam.step(grad)
-            if sigma > 0:
-                states.add_(normal(generator, states.shape, states), alpha=sigma)
-            clip(model, actions, c.clip_actions)
+            if graphed is not None:
+                dyn_loss, goal_loss = graphed.step(sigma, gamma)
+            else:
+                dyn_loss, goal_loss = self._lifted_grad(model, chain, actions, grad_states, grad_actions, gamma)
+                adam.step(grad)
+                if sigma > 0:
+                    states.add_(normal(generator, states.shape, states), alpha=sigma)
+                clip(model, actions, c.clip_actions)
 
             if (it + 1) % c.sync_every == 0 or it == iters - 1:
                 sync_now = (it + 1) % c.sync_every == 0 and c.sync != "none"
@@ -138,6 +135,32 @@ class Grasp(Planner):
                         best_cost=best.cost)
         best.nonfinite |= ~torch.isfinite(diag.rows["dyn_loss"]).all(0)
         return best.plan(diag.rows, iters)
+
+    def _lifted_grad(self, model, chain: Tensor, actions: Tensor, grad_states: Tensor, grad_actions: Tensor,
+                     gamma: float | Tensor) -> tuple[Tensor, Tensor]:
+        """The lifted loss's gradients for the chain (B, H+1, D) = (s_0, virtual s_1..s_{H-1}, g) and actions
+        (B, H, A), written into grad_states (B, H-1, D) and grad_actions (B, H, A); returns dyn_loss and
+        goal_loss (B,) of the iterate. ONE predict call on B*H rows; only the action path (and with stopgrad=False
+        the state-input path) goes through autograd, the rest is the closed form of the module docstring."""
+        B, H, A = actions.shape
+        D = chain.shape[2]
+        inputs, targets, goal_row = chain[:, :-1], chain[:, 1:], chain[:, -1:]  # views: s̄_0..s̄_{H-1}, s_1..s_H, g
+        leaf = actions.detach().requires_grad_()  # aliases `actions`; autograd sees only this path
+        state_in = inputs.reshape(B * H, D)  # a view at B = 1, else a copy (chain[:, :-1] is not contiguous)
+        if not self.cfg.stopgrad:
+            state_in = state_in.detach().requires_grad_()
+        with torch.enable_grad():
+            pred = model.predict(state_in, leaf.view(B * H, A)).view(B, H, D)
+        resid = pred.detach() - targets  # F(s̄_t, a_t) - s_{t+1}  (B, H, D)
+        goal_resid = pred.detach() - goal_row  # F(s̄_t, a_t) - g  (B, H, D)
+        dyn_loss, goal_loss = resid.square().sum((1, 2)), goal_resid.square().sum((1, 2))
+        grads = torch.autograd.grad(pred, (leaf,) if self.cfg.stopgrad else (leaf, state_in),
+                                    (resid + gamma * goal_resid).mul_(2))
+        grad_actions.copy_(grads[0])
+        torch.mul(resid[:, :-1], -2, out=grad_states)
+        if not self.cfg.stopgrad:  # + J_s(F)^T dL/dF_t: the brittle state-input path
+            grad_states.add_(grads[1].view(B, H, D)[:, 1:])
+        return dyn_loss, goal_loss
 
     @staticmethod
     def _gap(states: Tensor, traj: Tensor) -> Tensor:

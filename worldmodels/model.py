@@ -173,10 +173,23 @@ class JEPA(nn.Module):
         return s + self.predictor(torch.cat([s, self.action_encoder(a)], dim=-1))
 
     def rollout(self, s0: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """Serial, differentiable: s0 (B, D), actions (B, T, A) normalised -> s_1..s_T (B, T, D)."""
+        """Serial, differentiable: s0 (B, D), actions (B, T, A) normalised -> s_1..s_T (B, T, D).
+
+        Repeated `predict` (equal up to float rounding), but everything that does not depend on the state runs once
+        for all T steps before the loop: the action encoder and the action half of the predictor's first layer
+        (its weight split as [W_s | W_a]), so a step is one addmm on the state plus the rest of the predictor.
+        Indexing act[:, t] per step would make backward write T full-size zero-padded gradients.
+        Planners' syncs and shooting GD spend most of their time in this loop."""
+        D = self.latent_dim
+        first, *rest = [m for m in self.predictor if isinstance(m, nn.Linear)]  # mlp(): Linear (GELU Linear)*
+        act = F.linear(self.action_encoder(actions), first.weight[:, D:], first.bias)  # (B, T, hidden)
+        w_state = first.weight[:, :D].t()
         states, s = [], s0
-        for t in range(actions.shape[1]):
-            s = self.predict(s, actions[:, t])
+        for act_t in act.unbind(1):  # unbind: ONE backward node for all steps (act[:, t] would make T of them)
+            h = torch.addmm(act_t, s, w_state)
+            for layer in rest:
+                h = F.linear(F.gelu(h), layer.weight, layer.bias)
+            s = s + h
             states.append(s)
         return torch.stack(states, dim=1)
 
