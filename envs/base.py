@@ -7,10 +7,14 @@ gymnasium env whose one `step` is one *planner step*: `action_block` env actions
 size `action_block * action_dim`, executed in order. Everything above the env (data, world model, planners, MPC)
 lives at that block level.
 
-Tasks: `reset(seed=...)` samples a start and a goal from the seed. `goal.mode=random` draws a random reachable
+Tasks: `reset(seed=...)` samples a start and a goal from the seed. `goal_mode=random` draws a random reachable
 state; `goal_mode=trajectory` runs the data policy `goal_steps` NATIVE env steps from the start (the LeWM harness
-counts dataset frames, i.e. native steps: 25 frames = 5 planner steps at action_block 5). A task already solved at its start is rejected and redrawn. `options={"start_state": s,
-"goal_state": g}` pins either one.
+counts dataset frames, i.e. native steps: 25 frames = 5 planner steps at action_block 5). A task already solved at
+its start is rejected and redrawn. `options={"start_state": s, "goal_state": g}` pins either one.
+
+Beyond the gymnasium API every env offers `hold_action()` (the block action that keeps the agent still from the
+current state: the fallback when a plan is unusable) and `coverage(states)` (how well a set of data-policy states
+covers what the task needs; `envs.data.collect` reports it).
 """
 from __future__ import annotations
 
@@ -27,6 +31,14 @@ import numpy as np
 OBS_TYPES = ("pixels", "state")
 GOAL_MODES = ("random", "trajectory")
 MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 16, 512
+
+
+def occupied_share(points: np.ndarray, low, high, bins) -> float:
+    """Share of the cells of a regular grid over the box [low, high] (one bin count per column of `points` (N, K))
+    that hold at least one point; points outside the box are ignored."""
+    points = np.asarray(points, dtype=np.float64).reshape(-1, len(bins))
+    counts, _ = np.histogramdd(points, bins=bins, range=list(zip(low, high)))
+    return float((counts > 0).mean())
 
 
 class EnvError(ValueError):
@@ -118,6 +130,19 @@ class GoalEnv(gym.Env):
         """One native action of the data policy from the current state; the policy must cover the task."""
         raise NotImplementedError
 
+    def _hold_native(self) -> np.ndarray:
+        """The native action (action_dim,) that brings the agent to rest from the current state (see hold_action)."""
+        raise NotImplementedError
+
+    def coverage(self, states: np.ndarray) -> dict[str, float]:
+        """Coverage statistics (name -> number in [0, 1] unless the name says otherwise) of data-policy states
+        (episodes, T+1, S), consecutive along axis 1 (e.g. a dataset's `states`)."""
+        return {}
+
+    def task_info(self, state: np.ndarray, goal_state: np.ndarray) -> dict[str, Any]:
+        """Extra per-step info entries beyond success and distance (same keys on every call); none by default."""
+        return {}
+
     # ---- shared machinery ---------------------------------------------------------------------------------
     def observe(self) -> np.ndarray:
         return self._render_pixels() if self.cfg.obs_type == "pixels" else self._state_obs()
@@ -149,6 +174,20 @@ class GoalEnv(gym.Env):
             shown = np.array2string(action, precision=3, max_line_width=10**6)   # one line, whatever the size
             raise EnvError(f"{self.cfg.name}: action contains NaN or inf: {shown}")
         return action
+
+    def hold_action(self) -> np.ndarray:
+        """The block action (action_block * action_dim,) float32, native units, that keeps the agent still from the
+        current state: each native action brings it to rest as fast as the action bounds allow (zero for an agent
+        without momentum), so an agent already at rest stays where it is. Computed by running the block from the
+        current state and restoring it (which restarts the data policy, as `set_state` does)."""
+        current = self.get_state()
+        block = []
+        for _ in range(self.cfg.action_block):
+            action = np.clip(self._hold_native(), self.action_low, self.action_high).astype(np.float32)
+            self._step_physics(action.astype(np.float64))
+            block.append(action)
+        self.set_state(current)
+        return np.concatenate(block)
 
     def step(self, action):
         if self.goal_state is None:
@@ -195,4 +234,4 @@ class GoalEnv(gym.Env):
         # copies: a caller that keeps or edits an info must not reach the env's goal (gymnasium checks this)
         return {"state": state, "goal_state": self.goal_state.copy(), "goal_obs": self.goal_obs.copy(),
                 "success": bool(self.is_success(state, self.goal_state)),
-                "distance": float(self.distance(state, self.goal_state))}
+                "distance": float(self.distance(state, self.goal_state)), **self.task_info(state, self.goal_state)}

@@ -60,6 +60,10 @@ class EnvBatch:
         done = np.zeros(len(self), bool)
         return np.stack(self._obs), reward, done, done.copy(), info
 
+    def hold_actions(self) -> np.ndarray:
+        """(B, A) float32: each env's `hold_action()` from its current state (native block actions)."""
+        return np.stack([env.hold_action() for env in self.envs])
+
     def get_states(self) -> np.ndarray:
         return np.stack([env.get_state() for env in self.envs])   # (B, S)
 

@@ -8,6 +8,9 @@ episodes of `T` planner steps:
 An episode starts at `env.sample_state(rng)` and follows `env.data_action` one native action at a time (the
 policy sees the state after every native action), exactly what `env.step` would do with the recorded block.
 
+When the last shard is written, `env.coverage` of all the collected states (how well the data policy covered
+what the task needs, e.g. Push-T's contact share) is stored in `meta.json` under "coverage" and printed.
+
 Shard i is generated from the seed `[seed, i]` alone, so collection can stop anywhere and resume: a shard is
 written to a temporary file and renamed into place, then `meta.json` (listing the finished shards) is rewritten
 the same way. Only shards listed in `meta.json` count; stray temporary files of an interrupted run are removed.
@@ -104,6 +107,13 @@ def collect(env_cfg: EnvConfig, out_dir: str | os.PathLike, episodes: int, episo
         meta["shards"].append({"file": name, "episodes": size})
         _write_atomic(meta_path, save_meta)
     bar.close()
+    states = []
+    for s in meta["shards"]:
+        with np.load(out / s["file"]) as z:
+            states.append(z["states"])
+    meta["coverage"] = {k: round(float(v), 4) for k, v in env.coverage(np.concatenate(states)).items()}
+    _write_atomic(meta_path, save_meta)
+    print(f"collect {env_cfg.name}: coverage " + ", ".join(f"{k}={v:.3f}" for k, v in meta["coverage"].items()))
     env.close()
     return out
 

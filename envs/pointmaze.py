@@ -24,6 +24,7 @@ with contextlib.redirect_stderr(io.StringIO()):  # the package prints an unrelat
 LAYOUTS = {"UMaze": maps.U_MAZE, "Medium": maps.MEDIUM_MAZE}
 SUCCESS_RADIUS = 0.5
 BALL_DRAW_RADIUS = 0.25  # the ball's site is drawn larger than its 0.1 collision sphere so it shows at 64x64
+HOLD_GAIN = 5.0          # braking force per unit velocity: stops the ball from full speed in ~15 env steps
 START_JITTER = 0.25      # uniform jitter around a free cell's centre; the ball (radius 0.1) stays off the walls
 
 
@@ -63,7 +64,8 @@ class PointMazeEnv(GoalEnv):
         half_fov = np.deg2rad(self.model.vis.global_.fovy) / 2
         self._camera.distance = max(self.grid.shape) / (2 * np.tan(half_fov))
         self._camera.elevation, self._camera.azimuth = -90.0, 90.0
-        self._route: deque = deque()  # data policy: cell centres still to visit
+        self._route: deque = deque()  # data policy: cell centres still to visit, steps still to dwell at the last
+        self._dwell, self._seen = 0, set()
 
     # ---- state --------------------------------------------------------------------------------------------
     def get_state(self) -> np.ndarray:
@@ -76,6 +78,7 @@ class PointMazeEnv(GoalEnv):
         self.data.qpos[:], self.data.qvel[:] = state[:2], state[2:]
         mujoco.mj_forward(self.model, self.data)
         self._route.clear()
+        self._dwell, self._seen = 0, set()
 
     def _step_physics(self, action: np.ndarray) -> None:
         self._point.step(action)
@@ -127,17 +130,44 @@ class PointMazeEnv(GoalEnv):
         return path[::-1]
 
     def data_action(self, rng: np.random.Generator) -> np.ndarray:
-        """Drive along the corridors towards a random free cell (re-drawn on arrival) with a PD force plus noise,
-        so episodes sweep the whole maze rather than jitter inside one cell."""
+        """Drive along the corridors towards a random free cell with a PD force plus noise, so episodes sweep the
+        whole maze rather than jitter inside one cell; on arrival brake for 0-2 steps (goals are
+        states at rest), then draw the next cell among those this episode has not visited yet (any cell once all
+        are visited), so dead ends are reached as often as corridors."""
         xy, vel = self.data.qpos.copy(), self.data.qvel.copy()
+        self._seen.add(self.xy_cell(xy))
+        if self._dwell > 0:
+            self._dwell -= 1
+            return np.clip(self._hold_native() + rng.normal(0.0, 0.2, 2), self.action_low, self.action_high)
         if not self._route:
-            target = tuple(self.free_cells[rng.integers(len(self.free_cells))])
+            unseen = [cell for cell in map(tuple, self.free_cells) if cell not in self._seen]
+            target = unseen[rng.integers(len(unseen))] if unseen else tuple(
+                self.free_cells[rng.integers(len(self.free_cells))])
             self._route.extend(self._path(self.xy_cell(xy), target) or [target])
         waypoint = self.cell_xy(self._route[0])
         if np.linalg.norm(waypoint - xy) < 0.35:
             self._route.popleft()
+            if not self._route:
+                self._dwell = int(rng.integers(0, 3))
         force = 2.0 * (waypoint - xy) - 0.3 * vel + rng.normal(0.0, 0.4, 2)
         return np.clip(force, self.action_low, self.action_high)
+
+    def _hold_native(self) -> np.ndarray:
+        """A braking force against the velocity (the ball keeps its momentum; zero force would let it coast)."""
+        return np.clip(-HOLD_GAIN * self.data.qvel, self.action_low, self.action_high)
+
+    def coverage(self, states: np.ndarray) -> dict[str, float]:
+        """cells_visited: share of the free cells holding some state; least_cell_share: the least-visited free
+        cell's share of the states over the uniform share 1/F (1 = perfectly even); slow_share: states with speed
+        < 0.5 (where the ball can stop within the success radius)."""
+        flat = np.asarray(states, dtype=np.float64).reshape(-1, 4)
+        rows, cols = np.transpose([self.xy_cell(xy) for xy in flat[:, :2]])
+        counts = np.zeros(self.grid.shape)
+        np.add.at(counts, (rows, cols), 1)
+        free = counts[~self.grid]
+        return {"cells_visited": float((free > 0).mean()),
+                "least_cell_share": float(free.min() / free.sum() * len(free)),
+                "slow_share": float((np.linalg.norm(flat[:, 2:4], axis=-1) < 0.5).mean())}
 
     def close(self):
         if self._renderer is not None:

@@ -1,7 +1,13 @@
 """Push-T: gym-pusht's circular agent pushing a T-shaped block on a 512x512 table (pymunk, drawn with pygame).
 
-Action = the agent's target position in [0, 512]^2; one env step is gym-pusht's own step (PD control of the
-kinematic agent towards the target, 10 physics substeps, 0.1 s).
+Action: the agent's target position (gym-pusht's PD control of the kinematic agent towards it, 10 physics
+substeps, 0.1 s per env step). With `options.relative_actions: false` (the default, gym-pusht's own convention)
+the action is the absolute target in [0, 512]^2, so zero means "go to the corner", not "stay". With
+`relative_actions: true` it is the target's offset from the agent's current position, in [-100, 100]^2 px (mapped
+back to an absolute target, clipped to the table, before every native step): zero means "hold", a constant offset
+d drives the agent at ~5 d px/s. Both give the same physics; the data policy produces the same trajectories in
+either (it picks a target and expresses it in the env's convention). A world model trained with one convention
+must be used with the same one.
 
 State (10,) = agent x, y | block x, y, angle | agent vx, vy | block vx, vy, angular velocity. The first five are
 gym-pusht's state observation (block x, y = the body origin, i.e. the middle of the T's bar); the velocities make
@@ -14,9 +20,12 @@ mid-push. The block's angle is set before its position so the position reads bac
 State observation (8,) = agent xy and block xy scaled to [-1, 1], cos and sin of the block angle (no wrap jump),
 agent velocity / 512 (Markov for the PD-driven agent; the block's velocity only matters for one substep).
 
-Success: block position error < 20 px and wrapped block angle error < pi/9 (the agent may be anywhere);
-distance = block position error in px. gym-pusht's fixed green target T is moved off the table before drawing:
-here the goal is whatever the goal image shows.
+Success, the field's criterion (stable-worldmodel / DINO-WM `eval_state`): ||state[:4] - goal[:4]|| < 20 px over
+agent xy AND block xy jointly, and wrapped block angle error < pi/9 (20 deg). distance = max(that position error
+in px, the angle error in degrees): success is exactly distance < 20. Our earlier block-only criterion (block
+position error < 20 and angle error < pi/9, agent anywhere) is reported as the info key `block_success`.
+gym-pusht's fixed green target T is moved off the table before drawing: here the goal is whatever the goal image
+shows.
 """
 from __future__ import annotations
 
@@ -24,10 +33,12 @@ import numpy as np
 import pygame
 from gym_pusht.envs.pusht import PushTEnv as GymPushT
 
-from envs.base import EnvConfig, EnvError, GoalEnv
+from envs.base import EnvConfig, EnvError, GoalEnv, occupied_share
 
 TABLE = 512.0
 POS_TOLERANCE, ANGLE_TOLERANCE = 20.0, np.pi / 9
+DEG_PER_PX = np.rad2deg(ANGLE_TOLERANCE) / POS_TOLERANCE   # distance: 1 deg of angle error counts as 1 px
+MAX_OFFSET = 100.0         # relative actions: |target - agent| per axis (a steady ~500 px/s at the bound)
 AGENT_RADIUS = 15.0        # gym-pusht's agent circle
 BLOCK_REACH = 80.0         # the T's farthest point from its centre of gravity is ~76 px
 APPROACH_RADIUS = BLOCK_REACH + AGENT_RADIUS + 10.0  # the data policy circles the block this far out
@@ -35,22 +46,46 @@ WALL_MARGIN = 10.0         # the border walls lie along 5 and 506 with radius 2
 OFF_TABLE = np.array([-1e4, -1e4, 0.0])
 
 
+# the T in the block's body frame (gym-pusht's add_tee, scale 30): bar and stem as (x_lo, x_hi, y_lo, y_hi)
+TEE_BOXES = np.array([[-60.0, 60.0, 0.0, 30.0], [-15.0, 15.0, 30.0, 120.0]])
+CONTACT_SLACK = 2.0        # coverage: the agent's disc within this many px of the T counts as touching it
+POSE_GRID = (6, 6, 8)      # coverage: block x, y over [100, 400]^2 (the start region) x angle bins
+
+
 def wrap(angle):
     return (np.asarray(angle) + np.pi) % (2 * np.pi) - np.pi
 
 
+def tee_gap(agent_xy: np.ndarray, block_xy: np.ndarray, block_angle: np.ndarray) -> np.ndarray:
+    """Distance (N,) from each agent centre (N, 2) to the T at pose (N, 2), (N,) (0 inside); numpy, no pymunk."""
+    offset = np.asarray(agent_xy, np.float64) - block_xy
+    c, s = np.cos(block_angle), np.sin(block_angle)
+    local = np.stack([c * offset[:, 0] + s * offset[:, 1], -s * offset[:, 0] + c * offset[:, 1]], -1)  # R(-angle)
+    gaps = []
+    for x_lo, x_hi, y_lo, y_hi in TEE_BOXES:
+        dx = np.maximum(np.maximum(x_lo - local[:, 0], local[:, 0] - x_hi), 0.0)
+        dy = np.maximum(np.maximum(y_lo - local[:, 1], local[:, 1] - y_hi), 0.0)
+        gaps.append(np.hypot(dx, dy))
+    return np.minimum(*gaps)
+
+
 class PushTEnv(GoalEnv):
     state_obs_dim = 8
-    action_low = np.array([0.0, 0.0])
-    action_high = np.array([TABLE, TABLE])
 
     def __init__(self, cfg: EnvConfig):
-        if cfg.options:
-            raise EnvError(f"pusht: unknown option(s) {', '.join(sorted(cfg.options))}; it takes none")
+        unknown = sorted(set(cfg.options) - {"relative_actions"})
+        if unknown:
+            raise EnvError(f"pusht: unknown option(s) {', '.join(unknown)}; valid: relative_actions")
+        self.relative_actions = cfg.options.get("relative_actions", False)
+        if not isinstance(self.relative_actions, bool):
+            raise EnvError(f"pusht: relative_actions={self.relative_actions!r}: must be true or false")
+        bound = np.array([MAX_OFFSET, MAX_OFFSET])
+        self.action_low, self.action_high = (-bound, bound) if self.relative_actions else (np.zeros(2),
+                                                                                            np.full(2, TABLE))
         super().__init__(cfg)
         self._sim = GymPushT(obs_type="state", render_mode="rgb_array")
         self._sim.reset(seed=0)  # builds the space; every state is then set through set_state
-        self._push = None  # data policy: (unit push direction, remaining push steps) or None while approaching
+        self._push: dict | None = None  # data policy: the current push (see data_action)
 
     # ---- state --------------------------------------------------------------------------------------------
     def get_state(self) -> np.ndarray:
@@ -80,7 +115,19 @@ class PushTEnv(GoalEnv):
 
     def _step_physics(self, action: np.ndarray) -> None:
         self._build(self.get_state())  # forget the contacts cached by the previous step (see the module doc)
+        if self.relative_actions:
+            action = np.clip(np.asarray(self._sim.agent.position) + action, 0.0, TABLE)
         self._sim.step(action)
+
+    def _hold_native(self) -> np.ndarray:
+        """Target = the agent's current position (offset 0): the PD controller brakes it to rest there."""
+        return np.zeros(2) if self.relative_actions else np.array(self._sim.agent.position)
+
+    def _target_action(self, target: np.ndarray) -> np.ndarray:
+        """The native action that aims the agent at `target` (at most MAX_OFFSET px ahead per axis)."""
+        agent = np.array(self._sim.agent.position)
+        offset = np.clip(target - agent, -MAX_OFFSET, MAX_OFFSET)
+        return offset if self.relative_actions else np.clip(agent + offset, 0.0, TABLE)
 
     def _render_pixels(self) -> np.ndarray:
         size = self.cfg.image_size
@@ -94,12 +141,24 @@ class PushTEnv(GoalEnv):
                               ).astype(np.float32)
 
     # ---- task ---------------------------------------------------------------------------------------------
+    @staticmethod
+    def errors(state: np.ndarray, goal_state: np.ndarray) -> tuple[float, float, float]:
+        """(||agent xy, block xy - goal's|| px, ||block xy - goal's|| px, |wrapped block angle error| rad)."""
+        state, goal_state = np.asarray(state, np.float64), np.asarray(goal_state, np.float64)
+        return (float(np.linalg.norm(state[:4] - goal_state[:4])), float(np.linalg.norm(state[2:4] - goal_state[2:4])),
+                float(abs(wrap(state[4] - goal_state[4]))))
+
     def is_success(self, state: np.ndarray, goal_state: np.ndarray) -> bool:
-        angle_error = abs(wrap(np.asarray(state)[4] - np.asarray(goal_state)[4]))
-        return self.distance(state, goal_state) < POS_TOLERANCE and angle_error < ANGLE_TOLERANCE
+        position, _, angle = self.errors(state, goal_state)
+        return position < POS_TOLERANCE and angle < ANGLE_TOLERANCE
 
     def distance(self, state: np.ndarray, goal_state: np.ndarray) -> float:
-        return float(np.linalg.norm(np.asarray(state)[2:4] - np.asarray(goal_state)[2:4]))
+        position, _, angle = self.errors(state, goal_state)
+        return max(position, np.rad2deg(angle) / DEG_PER_PX)
+
+    def task_info(self, state: np.ndarray, goal_state: np.ndarray) -> dict:
+        _, block, angle = self.errors(state, goal_state)
+        return {"block_success": bool(block < POS_TOLERANCE and angle < ANGLE_TOLERANCE)}
 
     def sample_state(self, rng: np.random.Generator) -> np.ndarray:
         """gym-pusht's start distribution (agent in [50, 450]^2, block in [100, 400]^2, any angle, at rest),
@@ -117,53 +176,92 @@ class PushTEnv(GoalEnv):
                 return state
 
     def data_action(self, rng: np.random.Generator) -> np.ndarray:
-        """A noisy scripted pusher. Pick a random push direction through the block's centre; circle around the
-        block (clear of it) to the side opposite that direction; then drive through the centre for 8-25 steps;
-        repeat. Gaussian noise on every target and an occasional random target keep the data diverse."""
+        """A noisy scripted pusher that spends most of its steps touching the block. A push is a line through a
+        point of the block (up to 35 px beside its centre of gravity, so pushes also turn it) in some direction;
+        the agent circles around the block, clear of it, to just behind the block on that line, then drives along
+        it at ~10-15 px per step for 10-30 steps, or until it slides past the block or the block nears a wall.
+        The next push mostly turns the previous direction a little (so the agent is already nearly behind the
+        block), sometimes picks a fresh one. Gaussian noise on every target and an occasional random target
+        keep the data diverse; targets are at most MAX_OFFSET px ahead per axis in both action conventions."""
         agent = np.array(self._sim.agent.position)
         block = self._sim.block
         centre = np.array(block.local_to_world(block.center_of_gravity))
-        if rng.random() < 0.05:
-            return rng.uniform(self.action_low, self.action_high)
-        if self._push is None:
-            self._push = [self._push_direction(centre, rng), 0]
-        direction, pushed = self._push
-        if pushed:  # pushing: a target a little ahead keeps a steady ~200 px/s push
-            target = agent + 40.0 * direction
-            self._push[1] -= 1
-            if self._push[1] == 0:
-                self._push = None
+        if rng.random() < 0.03:
+            return self._target_action(agent + rng.uniform(-MAX_OFFSET, MAX_OFFSET, 2))
+        if self._push is None or self._push["done"]:
+            self._push = self._new_push(centre, None if self._push is None else self._push["direction"], rng)
+        push = self._push
+        direction, through = push["direction"], centre + push["offset"] * push["side"]
+        if push["steps"] > 0:  # pushing: a target a little ahead keeps a steady push
+            target = agent + push["speed"] * direction
+            push["steps"] -= 1
+            slid_past = np.dot(agent - through, direction) > 0
+            near_wall = np.any((centre < 70) | (centre > TABLE - 70)) and np.dot(centre - TABLE / 2, direction) > 0
+            push["done"] = push["steps"] == 0 or slid_past or near_wall
         else:
-            start = centre - APPROACH_RADIUS * direction
+            start = self._behind(through, direction)
             target = self._approach(agent, centre, start)
-            if np.linalg.norm(start - agent) < 15.0:  # in position behind the block
-                self._push[1] = int(rng.integers(8, 26))
-        return np.clip(target + rng.normal(0.0, 8.0, 2), self.action_low, self.action_high)
+            if np.linalg.norm(start - agent) < 12.0:  # in position behind the block
+                push["steps"] = int(rng.integers(10, 31))
+        return self._target_action(target + rng.normal(0.0, 5.0, 2))
 
-    def _push_direction(self, centre: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """A random direction whose start point (behind the block) lies on the table; towards the middle if none."""
+    def _new_push(self, centre: np.ndarray, previous: np.ndarray | None, rng: np.random.Generator) -> dict:
+        """A push direction (mostly the previous one turned by ~30 deg) whose start lies on the table and which
+        does not drive the block into a wall; towards the middle if none is found."""
+        direction = None
         for _ in range(20):
-            angle = rng.uniform(-np.pi, np.pi)
-            direction = np.array([np.cos(angle), np.sin(angle)])
-            start = centre - APPROACH_RADIUS * direction
-            if np.all((start > 20) & (start < TABLE - 20)):
-                return direction
-        towards_middle = TABLE / 2 - centre
-        return towards_middle / max(np.linalg.norm(towards_middle), 1e-6)
+            if previous is not None and rng.random() < 0.7:
+                angle = np.arctan2(previous[1], previous[0]) + rng.normal(0.0, np.pi / 6)
+            else:
+                angle = rng.uniform(-np.pi, np.pi)
+            candidate = np.array([np.cos(angle), np.sin(angle)])
+            start, end = centre - APPROACH_RADIUS * candidate, centre + 150.0 * candidate
+            if np.all((start > 20) & (start < TABLE - 20)) and np.all((end > 80) & (end < TABLE - 80)):
+                direction = candidate
+                break
+        if direction is None:
+            towards_middle = TABLE / 2 - centre
+            direction = towards_middle / max(np.linalg.norm(towards_middle), 1e-6)
+        return {"direction": direction, "side": np.array([-direction[1], direction[0]]),
+                "offset": rng.uniform(-35.0, 35.0), "speed": rng.uniform(20.0, 30.0), "steps": 0, "done": False}
+
+    def _behind(self, through: np.ndarray, direction: np.ndarray) -> np.ndarray:
+        """The point on the push line, behind the block, where the agent's disc is 3 px clear of the T."""
+        block = self._sim.block
+        backs = np.arange(0.0, APPROACH_RADIUS + 1.0, 3.0)
+        points = through - backs[:, None] * direction
+        clear = tee_gap(points, np.array(block.position)[None], np.full(len(backs), block.angle)) > AGENT_RADIUS + 3.0
+        if clear.any():
+            return points[np.argmax(clear)]
+        return through - APPROACH_RADIUS * direction
 
     def _approach(self, agent: np.ndarray, centre: np.ndarray, start: np.ndarray) -> np.ndarray:
         """Next waypoint towards the push start: out to the circle around the block, then along it at most
-        45 deg at a time, so the agent does not shove the block on its way."""
+        45 deg at a time, so the agent does not shove the block on its way; straight in once within 45 deg."""
         offset = agent - centre
         distance = max(np.linalg.norm(offset), 1e-6)
-        if distance < APPROACH_RADIUS - 5.0:
-            return centre + APPROACH_RADIUS * offset / distance
         angle = np.arctan2(offset[1], offset[0])
         turn = wrap(np.arctan2(start[1] - centre[1], start[0] - centre[0]) - angle)
         if abs(turn) < np.pi / 4:
             return start
+        if distance < APPROACH_RADIUS - 5.0:
+            return centre + APPROACH_RADIUS * offset / distance
         angle += np.sign(turn) * np.pi / 4
         return centre + APPROACH_RADIUS * np.array([np.cos(angle), np.sin(angle)])
+
+    def coverage(self, states: np.ndarray) -> dict[str, float]:
+        """contact_share: states with the agent touching the T; block_moving_share: planner steps that move the
+        block (> 1 px or > 1 deg); block_pose_cells: occupied share of a 6x6 (block xy over [100, 400]^2) x 8
+        (angle) grid."""
+        states = np.asarray(states, dtype=np.float64)
+        flat = states.reshape(-1, states.shape[-1])
+        gap = tee_gap(flat[:, 0:2], flat[:, 2:4], flat[:, 4])
+        step = states[:, 1:] - states[:, :-1]
+        moving = (np.linalg.norm(step[..., 2:4], axis=-1) > 1.0) | (np.abs(wrap(step[..., 4])) > np.pi / 180)
+        pose = np.concatenate([flat[:, 2:4], wrap(flat[:, 4:5])], -1)
+        return {"contact_share": float((gap < AGENT_RADIUS + CONTACT_SLACK).mean()),
+                "block_moving_share": float(moving.mean()),
+                "block_pose_cells": occupied_share(pose, (100, 100, -np.pi), (400, 400, np.pi), POSE_GRID)}
 
     def close(self):
         self._sim.close()

@@ -16,11 +16,14 @@ import mujoco
 import numpy as np
 from dm_control import suite
 
-from envs.base import EnvConfig, EnvError, GoalEnv
+from envs.base import EnvConfig, EnvError, GoalEnv, occupied_share
 
 SUCCESS_TOLERANCE = 0.05  # rad, per joint
 CAMERA_HEIGHT = 0.62      # the frame spans +-0.26 m at the arm's height; the reach is 0.22 m
 DRAW_RADIUS = {"arm": 0.02, "hand": 0.02, "finger": 0.028}
+JOINT_GRID = (16, 16)     # coverage: shoulder (wrapped) x wrist (its range) bins, ~0.4 x 0.35 rad each
+SLOW_SPEED = 0.5          # rad/s per joint: slower than this moves < 0.05 rad (the tolerance) in a planner step
+REACH_KP, REACH_KD, REACH_MAX_STEPS = 3.0, 0.4, 60   # data policy's reach segments (PD on the joint error)
 
 
 def wrap(angle):
@@ -50,8 +53,9 @@ class ReacherEnv(GoalEnv):
         model.vis.quality.shadowsize = 0  # 4-6x faster small renders, no visible loss
         model.vis.quality.offsamples = 0
         self._renderer = None  # made on first draw: state-only use never opens a GL context
-        self._torque = np.zeros(2)  # data policy: the torque being held and for how many more steps
-        self._hold = 0
+        self._torque = np.zeros(2)  # data policy: the torque being held (or the reach target) and for how many
+        self._target: np.ndarray | None = None                      # more steps; the steps still to dwell there
+        self._hold, self._dwell = 0, 0
 
     # ---- state --------------------------------------------------------------------------------------------
     def get_state(self) -> np.ndarray:
@@ -96,12 +100,54 @@ class ReacherEnv(GoalEnv):
         return np.array([*q, 0.0, 0.0])
 
     def data_action(self, rng: np.random.Generator) -> np.ndarray:
-        """Random torques each held for 2-15 steps (plus jitter), so the arm swings through whole turns instead
-        of dithering in place."""
+        """Alternating segments. Swing (40 %): a random torque held for 2-15 steps (plus jitter), so the arm swings
+        through whole turns instead of dithering. Reach (60 %): a PD controller drives the joints to a random
+        configuration (anywhere, half the time within ~0.5 rad of the current one), slows down near it and dwells
+        there for 5-20 steps, so slow motion and rest are seen all over the configuration space (goals are
+        configurations at rest)."""
         if self._hold == 0:
-            self._torque, self._hold = rng.uniform(-1.0, 1.0, 2), int(rng.integers(2, 16))
+            if rng.random() < 0.4:
+                self._torque, self._target, self._hold = rng.uniform(-1.0, 1.0, 2), None, int(rng.integers(2, 16))
+            else:
+                q = self.physics.data.qpos.copy()
+                near = q + rng.normal(0.0, 0.5, 2)
+                far = np.array([rng.uniform(-np.pi, np.pi), 0.0])
+                target = near if rng.random() < 0.5 else far
+                target[1] = rng.uniform(*self.wrist_range) if target is far else target[1]
+                target[1] = np.clip(target[1], *(self.wrist_range + [0.1, -0.1]))
+                self._target, self._hold, self._dwell = target, REACH_MAX_STEPS, int(rng.integers(5, 21))
         self._hold -= 1
-        return np.clip(self._torque + rng.normal(0.0, 0.1, 2), self.action_low, self.action_high)
+        if self._target is None:
+            return np.clip(self._torque + rng.normal(0.0, 0.1, 2), self.action_low, self.action_high)
+        q, dq = self.physics.data.qpos, self.physics.data.qvel
+        error = wrap(self._target - q)
+        if np.all(np.abs(error) < SUCCESS_TOLERANCE) and np.all(np.abs(dq) < SLOW_SPEED):
+            self._dwell -= 1
+            if self._dwell <= 0:
+                self._hold = 0
+        torque = REACH_KP * error - REACH_KD * dq + rng.normal(0.0, 0.05, 2)
+        return np.clip(torque, self.action_low, self.action_high)
+
+    def _hold_native(self) -> np.ndarray:
+        """The torque that stops both joints within one env step (from the joint-space mass matrix), scaled
+        down as a whole when it exceeds the bounds."""
+        model, data = self.physics.model.ptr, self.physics.data.ptr
+        mass = np.zeros((model.nv, model.nv))
+        mujoco.mj_fullM(model, data, mass)
+        dt = self.physics.timestep() * self.substeps
+        control = mass @ (-data.qvel / dt) / model.actuator_gear[:, 0]
+        return control / max(1.0, float(np.abs(control).max()))
+
+    def coverage(self, states: np.ndarray) -> dict[str, float]:
+        """joint_cells: occupied share of a 16x16 grid over (shoulder, wrist); slow_share: states with both joint
+        speeds < 0.5 rad/s (where a goal configuration can be held); slow_joint_cells: the grid share occupied by
+        slow states alone (stopping is seen everywhere, not only in a few places)."""
+        flat = np.asarray(states, dtype=np.float64).reshape(-1, 4)
+        q = np.stack([wrap(flat[:, 0]), flat[:, 1]], -1)
+        low, high = (-np.pi, self.wrist_range[0]), (np.pi, self.wrist_range[1])
+        slow = np.all(np.abs(flat[:, 2:4]) < SLOW_SPEED, axis=-1)
+        return {"joint_cells": occupied_share(q, low, high, JOINT_GRID), "slow_share": float(slow.mean()),
+                "slow_joint_cells": occupied_share(q[slow], low, high, JOINT_GRID)}
 
     def close(self):
         if self._renderer is not None:

@@ -1,7 +1,11 @@
 """Wall: a point moving in a square arena split into two rooms by a vertical wall with one door.
 
-The task of the DINO-WM / PLDM / GRASP wall experiments. Coordinates are in 64-pixel image units (arena [0, 64]^2,
-x to the right, y down, as in the image), so the field's success threshold ||xy - goal|| < 4.5 applies directly.
+Our own two-room navigation task, modelled on the wall experiments of DINO-WM / PLDM / GRASP but not their
+environment: DINO-WM's DotWall differs in geometry (a 65-px image, a 6-px wall, its own door settings, a Gaussian
+dot, steps of 0.2-1.8 px), so numbers on this env are not comparable with theirs. Here: a 64x64 arena, a 4-px wall
+(x in [30, 34]) with a 12-px door (by default), an anti-aliased disc of radius 2, moves of up to 2 px per native
+step. Coordinates are in 64-pixel image units (arena [0, 64]^2, x to the right, y down, as in the image), and the
+field's wall threshold ||xy - goal|| < 4.5 is used in those units.
 State = (x, y) of the point's centre. A native action in [-1, 1]^2 moves the point by `MAX_STEP * action`.
 
 Collisions: the point is a disc of radius `AGENT_RADIUS`; its centre may not enter the wall segments grown by that
@@ -14,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from envs.base import EnvConfig, EnvError, GoalEnv
+from envs.base import EnvConfig, EnvError, GoalEnv, occupied_share
 
 ARENA = 64.0
 WALL_X, WALL_HALF = 32.0, 2.0            # the wall occupies x in [30, 34]
@@ -180,3 +184,15 @@ class WallEnv(GoalEnv):
             return np.clip(step / max(1.0, np.abs(step).max()) + rng.normal(0, 0.1, 2), -1, 1)
         self._walk = WALK_CORR * self._walk + np.sqrt(1 - WALK_CORR ** 2) * WALK_STD * rng.normal(size=2)
         return np.clip(self._walk, -1, 1)
+
+    def _hold_native(self) -> np.ndarray:
+        return np.zeros(2)   # the point has no momentum: a zero move keeps it where it is
+
+    def coverage(self, states: np.ndarray) -> dict[str, float]:
+        """cells_visited: occupied share of a 16x16 grid over the arena (the wall's cells can never be occupied);
+        crossing_share: episodes whose point changes room at least once."""
+        states = np.asarray(states, dtype=np.float64)
+        side = states[..., 0] < WALL_X
+        crossed = (side[:, 1:] != side[:, :-1]).any(axis=1)
+        return {"cells_visited": occupied_share(states.reshape(-1, 2), (0, 0), (ARENA, ARENA), (16, 16)),
+                "crossing_share": float(crossed.mean())}

@@ -44,6 +44,9 @@ def test_round_trip(tmp_path, obs_type, shape, dtype):
         np.testing.assert_array_equal(obs, ep["obs"][t + 1])
     with pytest.raises(IndexError):
         ds.episode(5)
+    # the data policy's coverage of the collected states is recorded
+    assert meta["coverage"] == {k: round(v, 4) for k, v in env.coverage(ds.load_all()["states"]).items()}
+    assert set(meta["coverage"]) == {"cells_visited", "crossing_share"}
 
 
 def test_same_seed_same_data_other_seed_other_data(tmp_path):

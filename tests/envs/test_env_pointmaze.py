@@ -91,3 +91,15 @@ def test_bad_state_or_option_raises_env_error(env):
         envs.make("pointmaze", options={"layout": "Large"})
     with pytest.raises(envs.EnvError, match="layout"):
         envs.make("pointmaze", options={"maze": "UMaze"})
+
+
+def test_coverage_counts_free_cells():
+    env = envs.make("pointmaze", obs_type="state")   # UMaze: 7 free cells
+    cells = [env.cell_xy(c) for c in env.free_cells]
+    states = np.array([[[*cells[0], 0.0, 0.0], [*cells[0], 1.0, 0.0], [*cells[1], 0.1, 0.1]]])
+    cov = env.coverage(states)
+    assert cov["cells_visited"] == pytest.approx(2 / len(cells)) and cov["least_cell_share"] == 0.0
+    assert cov["slow_share"] == pytest.approx(2 / 3)
+    everywhere = np.array([[[*xy, 0.0, 0.0] for xy in cells]])
+    assert env.coverage(everywhere)["cells_visited"] == 1.0 and env.coverage(everywhere)["least_cell_share"] == 1.0
+    env.close()

@@ -99,3 +99,26 @@ def test_bad_state_or_option_raises_env_error(env):
         env.set_state(np.array([0.0, np.inf, 0.0, 0.0]))
     with pytest.raises(envs.EnvError, match="option"):
         envs.make("reacher", options={"target": 1})
+
+
+def test_coverage_statistics_and_the_data_policy_stopping_everywhere():
+    env = envs.make("reacher", obs_type="state")
+    lo, hi = env.wrist_range
+    hand = np.array([[[0.0, 0.0, 0.0, 0.0], [0.01, 0.0, 0.4, -0.4], [3.0, hi - 0.01, 2.0, 0.0]]])
+    cov = env.coverage(hand)
+    assert cov["joint_cells"] == pytest.approx(2 / 256) and cov["slow_share"] == pytest.approx(2 / 3)
+    assert cov["slow_joint_cells"] == pytest.approx(1 / 256)
+    rng = np.random.default_rng(0)
+    episodes = []
+    for _ in range(10):
+        env.set_state(env.sample_state(rng))
+        states = [env.get_state()]
+        for _ in range(50):
+            for _ in range(5):
+                env._step_physics(env.data_action(rng))
+            states.append(env.get_state())
+        episodes.append(states)
+    cov = env.coverage(np.array(episodes))
+    # measured 0.93 / 0.27 / 0.41 on 40 episodes; the old held-torque policy: 0.97 / 0.04 / 0.24
+    assert cov["joint_cells"] > 0.5 and cov["slow_share"] > 0.12 and cov["slow_joint_cells"] > 0.1
+    env.close()

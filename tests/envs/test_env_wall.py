@@ -153,3 +153,12 @@ def test_user_errors_are_one_line_env_errors(make_bad, needle):
     assert needle in str(err.value) and "\n" not in str(err.value)
 
 
+
+
+def test_coverage_counts_cells_and_door_crossings():
+    env = envs.make("wall", obs_type="state")
+    crossing = [[20.0, 32.0], [40.0, 32.0]]
+    staying = [[10.0, 10.0], [11.0, 10.0]]   # one 4x4 cell
+    cov = env.coverage(np.array([crossing, staying]))
+    assert cov["crossing_share"] == 0.5 and cov["cells_visited"] == pytest.approx(3 / 256)
+    assert not env.hold_action().any()

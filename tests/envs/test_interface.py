@@ -72,3 +72,37 @@ def test_bad_actions_raise_one_line_env_errors(env):
         with pytest.raises(envs.EnvError, match=needle) as err:
             env.step(action)
         assert "\n" not in str(err.value)
+
+
+def test_hold_action_brings_the_agent_to_rest_and_keeps_it_there(env):
+    """The agent's fallback when a plan is unusable: from a moving state, a few held blocks leave the agent at rest
+    near where it was; hold_action itself leaves the env untouched."""
+    env.reset(seed=3)
+    rng = np.random.default_rng(0)
+    for _ in range(4):   # get moving with the data policy
+        env.step(np.concatenate([env.data_action(rng) for _ in range(env.cfg.action_block)]))
+    before = env.get_state()
+    hold = env.hold_action()
+    assert hold.shape == env.action_space.shape and hold.dtype == np.float32 and env.action_space.contains(hold)
+    np.testing.assert_array_equal(env.get_state(), before)
+    for _ in range(4):
+        env.step(env.hold_action())
+    rest = env.get_state()
+    for _ in range(2):
+        env.step(env.hold_action())
+    position = {"wall": slice(0, 2), "pointmaze": slice(0, 2), "reacher": slice(0, 2), "pusht": slice(0, 2)}
+    velocity = {"wall": slice(0, 0), "pointmaze": slice(2, 4), "reacher": slice(2, 4), "pusht": slice(5, 7)}
+    name = env.cfg.name   # (Push-T's block may still finish sliding from its last push: only the agent is held)
+    np.testing.assert_allclose(env.get_state()[position[name]], rest[position[name]], atol=0.5 if name == "pusht"
+                               else 1e-2)
+    assert np.all(np.abs(env.get_state()[velocity[name]]) < (1.0 if name == "pusht" else 0.05))
+
+
+def test_batch_hold_actions_stack_the_envs_hold_actions():
+    batch = envs.EnvBatch("reacher", 2)
+    batch.reset([0, 1])
+    holds = batch.hold_actions()
+    assert holds.shape == (2, 10)
+    for env, hold in zip(batch.envs, holds):
+        np.testing.assert_array_equal(hold, env.hold_action())
+    batch.close()
