@@ -63,7 +63,9 @@ def dataset_frames(model, meta: dict, env_cfg: envs.EnvConfig, seed: int) -> Nea
     from envs.data import Dataset, collect
     path = (meta.get("data") or {}).get("path")
     if path and (Path(path) / "meta.json").exists():
-        return NearestFrames.from_dataset(model, Dataset(path), seed=seed)
+        data = Dataset(path)
+        if data.meta["env"].get("obs_type") == env_cfg.obs_type:  # the model encodes this env's observations
+            return NearestFrames.from_dataset(model, data, seed=seed)
     with tempfile.TemporaryDirectory() as tmp:
         collect(env_cfg, tmp, episodes=REFERENCE_EPISODES, episode_len=REFERENCE_EPISODE_LEN, seed=seed)
         return NearestFrames.from_dataset(model, Dataset(tmp), seed=seed)
@@ -138,9 +140,13 @@ def run(cfg, shard: sharding.Shard = sharding.Shard()) -> dict | None:
     parts = shard.gather(chunks)
     if not shard.main:
         return None
-    nearest = dataset_frames(model, meta, env_cfg, cfg.seed) if env_cfg.obs_type == "pixels" else None
+    probe = envs.make(env_cfg)
+    to_pixel = probe.pixel_xy if probe.has_pixel_xy else None  # plans drawn on the frame; else a frame strip
+    probe.close()
+    pictures = cfg.log_videos > 0 and (env_cfg.obs_type == "pixels" or to_pixel is not None)
+    nearest = dataset_frames(model, meta, env_cfg, cfg.seed) if pictures else None
     logdir.mkdir(parents=True, exist_ok=True)
-    logger = EvalLogger(str(logdir), nearest)
+    logger = EvalLogger(str(logdir), nearest, to_pixel)
     episodes, solves = [], []
     for eps, recs in sharding.merge_chunks(parts):
         for rec in recs:
@@ -174,7 +180,9 @@ def run(cfg, shard: sharding.Shard = sharding.Shard()) -> dict | None:
     hparams = {"env": env_cfg.name, "planner": cfg.planner.name, "checkpoint": str(checkpoint), "seed": cfg.seed,
                "episodes": cfg.episodes, **{f"mpc.{k}": v for k, v in resolved["mpc"].items()},
                **{f"planner.{k}": v for k, v in resolved["planner"].items() if not isinstance(v, (dict, list))}}
-    logger.finish({k: v for k, v in metrics.items() if v is not None}, hparams, OmegaConf.to_yaml(cfg))
+    logger.finish({k: v for k, v in metrics.items() if v is not None}, hparams, resolved,
+                  resolved={"checkpoint": str(checkpoint), "logdir": str(logdir)},
+                  discrete={"planner": sorted(planners.PLANNERS), "env": sorted(envs.ENVS)})
     write_json(logdir / "results.json", results)
 
     fmt = lambda v, spec: "-" if v is None else format(v, spec)  # noqa: E731
