@@ -263,7 +263,8 @@ def custom_layout() -> dict:
     return {
         "results": {
             "success rate (running, over episodes)": ["Multiline", [rf"^{RESULTS}/success(_final)?_rate$"]],
-            "time to success / plan time (s)": ["Multiline", [rf"^{RESULTS}/(median_time_to_success_s|mean_plan_time_s)$"]],
+            "time to success / plan time (s)":
+                ["Multiline", [rf"^{RESULTS}/(median_time_to_success_s|mean_plan_time_s)$"]],
             "final distance and steps": ["Multiline", [rf"^{RESULTS}/mean_(final_distance|steps)$"]],
         },
         "episodes": {
