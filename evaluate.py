@@ -75,9 +75,13 @@ def run(cfg, shard: sharding.Shard = sharding.Shard()) -> dict | None:
     episodes, records = ran
 
     # ---- write: TensorBoard, results.json, a summary table --------------------------------------------------
-    nearest = reference_frames(model, meta, env_cfg, cfg.seed) if env_cfg.obs_type == "pixels" else None
+    probe = envs.make(env_cfg)
+    to_pixel = probe.pixel_xy if probe.has_pixel_xy else None  # plans drawn on the frame; else a frame strip
+    probe.close()
+    pictures = cfg.log_videos > 0 and (env_cfg.obs_type == "pixels" or to_pixel is not None)
+    nearest = reference_frames(model, meta, env_cfg, cfg.seed) if pictures else None
     logdir.mkdir(parents=True, exist_ok=True)
-    logger = EvalLogger(str(logdir), nearest)
+    logger = EvalLogger(str(logdir), nearest, to_pixel)
     for rec in records:
         logger.solve(rec)
     for i, ep in enumerate(episodes):
@@ -93,7 +97,9 @@ def run(cfg, shard: sharding.Shard = sharding.Shard()) -> dict | None:
     hparams = {"env": env_cfg.name, "planner": cfg.planner.name, "checkpoint": str(checkpoint), "seed": cfg.seed,
                "episodes": cfg.episodes, **{f"mpc.{k}": v for k, v in resolved["mpc"].items()},
                **{f"planner.{k}": v for k, v in resolved["planner"].items() if not isinstance(v, (dict, list))}}
-    logger.finish({k: summary[k] for k in EVAL_SCALARS if summary[k] is not None}, hparams, OmegaConf.to_yaml(cfg))
+    logger.finish({k: summary[k] for k in EVAL_SCALARS if summary[k] is not None}, hparams, resolved,
+                  resolved={"checkpoint": str(checkpoint), "logdir": str(logdir)},
+                  discrete={"planner": sorted(planners.PLANNERS), "env": sorted(envs.ENVS)})
     write_json(logdir / "results.json", results)
 
     fmt = lambda v, spec: "-" if v is None else format(v, spec)  # noqa: E731

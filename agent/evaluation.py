@@ -69,7 +69,9 @@ def reference_frames(model, meta: dict, env_cfg: envs.EnvConfig, seed: int) -> N
     from envs.data import Dataset, collect
     path = (meta.get("data") or {}).get("path")
     if path and (Path(path) / "meta.json").exists():
-        return NearestFrames.from_dataset(model, Dataset(path), seed=seed)
+        data = Dataset(path)
+        if data.meta["env"].get("obs_type") == env_cfg.obs_type:  # the model encodes this env's observations
+            return NearestFrames.from_dataset(model, data, seed=seed)
     with tempfile.TemporaryDirectory() as tmp:
         collect(env_cfg, tmp, episodes=REFERENCE_EPISODES, episode_len=REFERENCE_EPISODE_LEN, seed=seed)
         return NearestFrames.from_dataset(model, Dataset(tmp), seed=seed)

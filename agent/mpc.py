@@ -113,6 +113,11 @@ class Episode:
     frames: list[np.ndarray] = field(default_factory=list)  # rendered frames, only for recorded episodes
     goal_frame: np.ndarray | None = None
     first_plan: dict[str, torch.Tensor] = field(default_factory=dict)  # recorded episodes: latents of plan 1
+    # recorded episodes only: true env states (at reset and after every step), the goal state, and every plan's
+    # latents with the env steps executed before it (for pictures that place plans on the frame)
+    states: list[np.ndarray] = field(default_factory=list)
+    goal_state: np.ndarray | None = None
+    plans: list[tuple[int, dict[str, torch.Tensor]]] = field(default_factory=list)
 
     @property
     def final_distance(self) -> float:
@@ -174,6 +179,8 @@ class MPCAgent:
             frames = obs if pixels else envs.render()
             for i in np.flatnonzero(record):
                 episodes[i].frames.append(frames[i])
+                episodes[i].states.append(np.asarray(info["state"][i]))
+                episodes[i].goal_state = np.asarray(info["goal_state"][i])
                 episodes[i].goal_frame = (info["goal_obs"][i] if pixels
                                           else envs.envs[i].render_state(info["goal_state"][i]))
         done = np.array([e.trivial for e in episodes])
@@ -205,8 +212,9 @@ class MPCAgent:
                 e.control_steps += 1
                 e.iters += int(plan.iters)
                 e.nonfinite_plans += int(plan.nonfinite[j])
-                if record[i] and not e.first_plan:
-                    e.first_plan = self._plan_latents(plan, start, j)
+                if record[i]:
+                    e.plans.append((e.steps, self._plan_latents(plan, start, j)))
+                    e.first_plan = e.first_plan or e.plans[0][1]
             for executed in range(1, cfg.replan_every + 1):
                 step_actions = np.zeros((n, native.shape[-1]), np.float32)
                 step_actions[rows] = native[:, executed - 1]
@@ -222,6 +230,7 @@ class MPCAgent:
                         e.success, e.time_to_success_s = True, now
                     if record[i]:
                         e.frames.append(frames[i])
+                        e.states.append(np.asarray(info["state"][i]))
                     done[i] = e.steps >= cfg.budget or (cfg.stop_on_success and e.success)
                 if done.all():
                     break

@@ -210,7 +210,7 @@ def log_cell(logdir: Path, name: str, row: dict, key: dict, records) -> None:
                "horizon": row["horizon"], "mode": row["mode"], "budget": key["budget"], "episodes": row["episodes"],
                "seed": key["seed"], "checkpoint": key["checkpoint"], "mpc.budget": key["mpc"]["budget"],
                **{f"planner.{k}": v for k, v in key["planner"].items()}}
-    logger.finish(metrics, hparams, json.dumps(key, indent=1))
+    logger.finish(metrics, hparams, json.dumps(key, indent=1), numeric=("horizon",))
 
 
 # ---- outputs ---------------------------------------------------------------------------------------------------------

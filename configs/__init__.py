@@ -6,12 +6,16 @@
      root, so an env file can also set the `model`, `train` or `mpc` keys that suit that env.
   3. Every other `a.b=value` must name a key that exists after composition; values are parsed as YAML
      (`episodes=10`, `planners=[grasp,cem]`, `checkpoint=null`). A value must keep the key's type
-     (an int may stand for a float; a null key takes anything).
+     (an int may stand for a float; a null key takes anything). `null` (or an empty value, `key=`) is accepted only
+     by a key whose default is null or whose comment in the config file says what null means (`# null: ...`).
 Any mistake raises ConfigError with one line naming the bad value and the accepted ones; `main()` turns it
 (and the other user errors an entry point names) into that line on stderr and exit code 2.
+`--help` lists every key of the composed config with its default and the comment after it in the YAML files
+(`key: value  # meaning`, read by `comments`), so the config files are the one place keys are documented.
 """
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
@@ -48,8 +52,47 @@ def _split(arg: str) -> tuple[str, str]:
     return key.strip(), value
 
 
-def _check_type(key: str, old, new) -> None:
-    if old is None or new is None:
+def comments(path: Path) -> dict[str, str]:
+    """{dotted key: its trailing comment} of one YAML config file, by a line-based read of block mappings:
+    `key: value  # comment`, nesting by indentation. A flow mapping (`key: {a: 1}`) is one key; a `#` inside a
+    quoted value is not supported (none of our files has one)."""
+    return _scan(path)[0]
+
+
+def _scan(path: Path) -> tuple[dict[str, str], set[str]]:
+    """(comments, the dotted keys whose value is a flow mapping `{...}`) of one YAML file."""
+    notes: dict[str, str] = {}
+    flow: set[str] = set()
+    stack: list[tuple[int, str]] = []  # (indent, key) of the enclosing block mappings
+    for line in path.read_text().splitlines():
+        match = re.match(r"^( *)([A-Za-z_][\w.-]*)\s*:(.*)$", line)
+        if not match:
+            continue
+        indent, key, rest = len(match.group(1)), match.group(2), match.group(3)
+        while stack and stack[-1][0] >= indent:
+            stack.pop()
+        dotted = ".".join([k for _, k in stack] + [key])
+        value, _, comment = rest.partition("#")
+        if comment.strip():
+            notes[dotted] = comment.strip()
+        if not value.strip():
+            stack.append((indent, key))
+        elif value.strip().startswith("{"):
+            flow.add(dotted)
+    return notes, flow
+
+
+def _nullable(key: str, old, notes: dict[str, str]) -> bool:
+    return old is None or "null" in notes.get(key, "")
+
+
+def _check_type(key: str, old, new, raw: str = "", notes: dict[str, str] | None = None) -> None:
+    if new is None:
+        if old is None or _nullable(key, old, notes or {}):
+            return
+        raise ConfigError(f"{key}={raw!r}: expected a value of type {type(old).__name__} (default {old!r}); "
+                          f"this key does not take null")
+    if old is None:
         return
     numeric = (int, float)
     ok = (
@@ -64,8 +107,8 @@ def _check_type(key: str, old, new) -> None:
         raise ConfigError(f"{key}={new!r}: expected a value of type {type(old).__name__} (default {old!r})")
 
 
-def load_config(entry: str, argv: Sequence[str] = (), config_dir: Path = CONFIG_DIR) -> DictConfig:
-    """Compose `<config_dir>/<entry>.yaml` with its groups and apply `key=value` overrides (see module docstring)."""
+def _compose(entry: str, argv: Sequence[str], config_dir: Path):
+    """(config with group members merged, chosen members, key comments, the other overrides as (key, arg))."""
     base_path = config_dir / f"{entry}.yaml"
     if not base_path.exists():
         known = ", ".join(sorted(p.stem for p in config_dir.glob("*.yaml")))
@@ -75,21 +118,34 @@ def load_config(entry: str, argv: Sequence[str] = (), config_dir: Path = CONFIG_
 
     overrides = []
     for arg in argv:
-        key, value = _split(arg)
+        key, _ = _split(arg)
         if key in groups(config_dir):
             if key not in chosen:
                 raise ConfigError(f"{entry} takes no {key}=...; its groups: {', '.join(chosen) or 'none'}")
-            chosen[key] = value
+            chosen[key] = _split(arg)[1]
         else:
-            overrides.append((key, value, arg))
+            overrides.append((key, arg))
 
+    notes, flow = _scan(base_path)
     cfg = base
     for group, name in chosen.items():
         if name not in members(group, config_dir):
             raise ConfigError(f"unknown {group} {name!r}; choose one of: {', '.join(members(group, config_dir))}")
-        cfg = OmegaConf.merge(cfg, _read(config_dir / group / f"{name}.yaml"))
+        path = config_dir / group / f"{name}.yaml"
+        cfg = OmegaConf.merge(cfg, _read(path))
+        member_notes, member_flow = _scan(path)
+        # the entry file's comment wins, then the chosen member's; a key the member leaves undocumented takes the
+        # comment another member of the group gives it (e.g. env keys are documented once, in env/wall.yaml)
+        others = [_scan(config_dir / group / f"{m}.yaml")[0] for m in members(group, config_dir) if m != name]
+        notes = {**{k: v for o in reversed(others) for k, v in o.items()}, **member_notes, **notes}
+        flow |= member_flow
+    return cfg, chosen, (notes, flow), overrides
 
-    for key, _, arg in overrides:
+
+def load_config(entry: str, argv: Sequence[str] = (), config_dir: Path = CONFIG_DIR) -> DictConfig:
+    """Compose `<config_dir>/<entry>.yaml` with its groups and apply `key=value` overrides (see module docstring)."""
+    cfg, _, (notes, _), overrides = _compose(entry, argv, config_dir)
+    for key, arg in overrides:
         parent_key, _, leaf = key.rpartition(".")
         parent = OmegaConf.select(cfg, parent_key) if parent_key else cfg
         if not isinstance(parent, DictConfig) or leaf not in parent:
@@ -101,20 +157,63 @@ def load_config(entry: str, argv: Sequence[str] = (), config_dir: Path = CONFIG_
             new = new[part]
         old = parent[leaf]
         old = OmegaConf.to_container(old) if isinstance(old, DictConfig) or OmegaConf.is_list(old) else old
-        _check_type(key, old, new)
+        _check_type(key, old, new, _split(arg)[1], notes)
         OmegaConf.update(cfg, key, new, merge=False)
     return cfg
+
+
+def _flat(node, flow: set[str], prefix: str = "") -> list[tuple[str, object]]:
+    """(dotted key, value) leaves; a flow mapping written on one line (`{a: 1}`) stays one entry, listed in `flow`."""
+    if isinstance(node, dict) and node and prefix[:-1] not in flow:
+        return [item for k, v in node.items() for item in _flat(v, flow, f"{prefix}{k}.")]
+    return [(prefix[:-1], node)]
+
+
+def _show(value) -> str:
+    """A value as it would be typed on the command line (YAML flow style)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list):
+        return "[" + ", ".join(_show(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_show(v)}" for k, v in value.items()) + "}"
+    return str(value)
+
+
+def help_text(entry: str, argv: Sequence[str] = (), config_dir: Path = CONFIG_DIR) -> str:
+    """The `--help` page: the groups with their members, then every key of the config that `argv`'s group
+    choices compose, with its default and the comment after it in the config files."""
+    cfg, chosen, (notes, flow), _ = _compose(entry, [a for a in argv if not a.startswith("-")], config_dir)
+    picked = [f"{g}={name}" for g, name in chosen.items()]
+    pad = max(map(len, picked), default=0)
+    lines = [f"usage: python {entry}.py [group=name ...] [key=value ...]", "",
+             "groups (a member's file is merged at the root; `group=name --help` lists its keys):"]
+    lines += [f"  {p:<{pad}}  choices: {', '.join(members(g, config_dir))}" for p, g in zip(picked, chosen)]
+    lines += ["", "keys (key=value, values in YAML; null only for a key whose default is null or whose comment "
+              "says what null means):"]
+    flow = {k for k in flow if not any(n.startswith(k + ".") for n in notes)}  # documented members: one row each
+    rows = [(k, _show(v), notes.get(k, "")) for k, v in _flat(OmegaConf.to_container(cfg), flow)]
+    width = min(max(len(f"{k}={v}") for k, v, _ in rows), 40)
+    for key, value, note in rows:
+        shown = f"{key}={value}"
+        if len(shown) > width and note:
+            lines += [f"  {shown}", f"  {'':<{width}}  {note}"]
+        else:
+            lines.append(f"  {shown:<{width}}  {note}".rstrip())
+    return "\n".join(lines) + "\n"
 
 
 def main(run: Callable[[DictConfig], object], entry: str, argv: Sequence[str] | None = None,
          user_errors: tuple[type[BaseException], ...] = (), config_dir: Path = CONFIG_DIR) -> int:
     """Entry-point wrapper: load the config, call `run(cfg)`; user errors become one line on stderr and exit 2."""
     argv = sys.argv[1:] if argv is None else argv
-    if any(a in ("-h", "--help") for a in argv):
-        print(f"usage: python {entry}.py [group=name ...] [key=value ...]\n"
-              + "".join(f"  {g}: {', '.join(members(g, config_dir))}\n" for g in groups(config_dir)), end="")
-        return 0
     try:
+        if any(a in ("-h", "--help") for a in argv):
+            print(help_text(entry, [a for a in argv if a.partition("=")[0] in groups(config_dir)], config_dir),
+                  end="")
+            return 0
         run(load_config(entry, argv, config_dir))
     except (ConfigError, *user_errors) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -158,6 +158,16 @@ class GoalEnv(gym.Env):
     def render(self) -> np.ndarray:
         return self._render_pixels()
 
+    def pixel_xy(self, states: np.ndarray) -> np.ndarray:
+        """(N, S) states -> (N, 2) continuous pixel coordinates (x right, y down; pixel i spans [i, i+1)) in the
+        env's frames of the point the task is about, for pictures that mark states on a frame. Optional: an env
+        without a natural point raises NotImplementedError (see `has_pixel_xy`)."""
+        raise NotImplementedError
+
+    @property
+    def has_pixel_xy(self) -> bool:
+        return type(self).pixel_xy is not GoalEnv.pixel_xy
+
     def render_state(self, state: np.ndarray) -> np.ndarray:
         current = self.get_state()
         self.set_state(state)

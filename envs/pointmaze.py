@@ -89,6 +89,13 @@ class PointMazeEnv(GoalEnv):
         self._renderer.update_scene(self.data, camera=self._camera)
         return self._renderer.render()
 
+    def pixel_xy(self, states: np.ndarray) -> np.ndarray:
+        """The ball's centre: the top-down orthographic camera shows max(grid.shape) world units around (0, 0),
+        x to the right and y up."""
+        xy = np.asarray(states, np.float64).reshape(len(states), -1)[:, :2]
+        size, extent = self.cfg.image_size, float(max(self.grid.shape))
+        return np.stack([(xy[:, 0] / extent + 0.5) * size, (0.5 - xy[:, 1] / extent) * size], axis=1)
+
     def _state_obs(self) -> np.ndarray:
         return self.get_state().astype(np.float32)
 

@@ -152,6 +152,9 @@ class WallEnv(GoalEnv):
         state = np.asarray(state, dtype=np.float64)
         return self.draw(state) if self.cfg.obs_type == "pixels" else state.astype(np.float32)
 
+    def pixel_xy(self, states: np.ndarray) -> np.ndarray:
+        return np.asarray(states, np.float64).reshape(-1, 2)[:, :2] * self.scale   # the point's centre
+
     def render_state(self, state: np.ndarray) -> np.ndarray:
         return self.draw(np.asarray(state, dtype=np.float64))
 

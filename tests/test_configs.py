@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from configs import ConfigError, load_config, main
+from configs import ConfigError, comments, load_config, main
 
 
 @pytest.fixture
@@ -61,3 +61,49 @@ def test_main_turns_user_errors_into_exit_2(config_dir, capsys):
         raise KeyError("a bug is not a user error")
     with pytest.raises(KeyError):
         main(fails, "run", [], config_dir=config_dir)
+
+
+@pytest.mark.parametrize("arg, shown", [("seed=null", "seed='null'"), ("seed=", "seed=''"),
+                                        ("mpc.horizon=null", "mpc.horizon='null'"), ("lr=", "lr=''")])
+def test_null_or_empty_for_a_typed_key_is_a_one_line_error_with_exit_2(config_dir, capsys, arg, shown):
+    """Pins a bug: `episodes=`, `episodes=null`, `seed=null` passed the type check (null took anything) and the
+    entry point crashed later with a traceback and exit 1."""
+    assert main(lambda cfg: None, "run", [arg], config_dir=config_dir) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and shown in err[0] and ("int" in err[0] or "float" in err[0])
+    assert "default" in err[0]
+
+
+def test_null_is_taken_by_a_null_default_or_a_key_whose_comment_says_what_null_means(config_dir):
+    (config_dir / "run.yaml").write_text((config_dir / "run.yaml").read_text()
+                                         + "threads: 1   # (null: torch's default)\n")
+    cfg = load_config("run", ["checkpoint=null", "threads=null", "checkpoint=", "planner.iters=5"], config_dir)
+    assert cfg.checkpoint is None and cfg.threads is None
+
+
+def test_comments_reader_nests_by_indentation(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("# header\na: 1   # top\nb:\n  c: x  # nested # hash\n  d: {e: 1}  # flow\nf: 2\n")
+    assert comments(path) == {"a": "top", "b.c": "nested # hash", "b.d": "flow"}
+
+
+def test_help_lists_every_key_with_default_and_comment(config_dir, capsys):
+    (config_dir / "run.yaml").write_text("defaults: {env: a}\nseed: 0   # task seed\nmpc:\n  horizon: 10  # steps\n")
+    (config_dir / "env" / "a.yaml").write_text("env: {name: a, size: 64}\n")
+    (config_dir / "env" / "b.yaml").write_text("env:\n  name: b   # which env\n  size: 32  # pixels\n")
+    assert main(lambda cfg: None, "run", ["--help"], config_dir=config_dir) == 0
+    out = capsys.readouterr().out
+    assert "env=a" in out and "choices: a, b" in out
+    for key, note in (("seed=0", "task seed"), ("mpc.horizon=10", "steps"), ("env.size=64", "pixels")):
+        line = next(line for line in out.splitlines() if line.strip().startswith(key))
+        assert line.rstrip().endswith(note)  # env a documents nothing: b's comments fill in
+    assert main(lambda cfg: None, "run", ["env=b", "-h"], config_dir=config_dir) == 0
+    assert "env.size=32" in capsys.readouterr().out
+
+
+def test_help_of_the_real_entry_points_documents_their_main_keys():
+    from configs import help_text
+    text = help_text("evaluate", ["planner=cem"])
+    for key in ("episodes=50", "mpc.horizon=", "planner.samples=300", "env.obs_type=pixels", "log_videos=4"):
+        line = next(line for line in text.splitlines() if line.strip().startswith(key))
+        assert len(line.split(None, 1)) == 2, line  # a comment follows the value

@@ -58,8 +58,8 @@ def test_results_json_schema_and_event_file(checkpoints, tmp_path, capsys):
     assert f"tensorboard --logdir {logdir}" in out and "success" in out
     acc = EventAccumulator(str(logdir), size_guidance={"images": 0, "scalars": 0}).Reload()
     assert {"eval/success_rate", "perf/plan_time_s", "plan/cold/dyn_loss", "plan/warm/dyn_loss",
-            "episode/0000/distance"} <= set(acc.Tags()["scalars"])
-    assert {"episode/0000/video", "plan/picture/0000"} <= set(acc.Tags()["images"])
+            "trajectory/0000/distance"} <= set(acc.Tags()["scalars"])
+    assert {"trajectory/0000/video", "plan/picture/0000"} <= set(acc.Tags()["images"])
 
 
 def test_plan_pictures_without_the_training_data_use_a_fresh_reference_set(tmp_path):

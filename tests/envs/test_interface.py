@@ -106,3 +106,27 @@ def test_batch_hold_actions_stack_the_envs_hold_actions():
     for env, hold in zip(batch.envs, holds):
         np.testing.assert_array_equal(hold, env.hold_action())
     batch.close()
+
+
+PIXEL_XY = {"wall": ((255, 60, 30), 0.5), "pointmaze": ((255, 217, 25), 0.8)}  # agent colour, tolerance in px
+
+
+@pytest.mark.parametrize("name", list(envs.ENVS))
+def test_pixel_xy_marks_the_agent_where_the_frame_draws_it(name):
+    """Plan pictures place states on frames with `pixel_xy`; an env without it says so via `has_pixel_xy`."""
+    env = envs.make(name)
+    try:
+        assert env.has_pixel_xy == (name in PIXEL_XY)
+        if name not in PIXEL_XY:
+            return
+        env.reset(seed=0)
+        color, tol = PIXEL_XY[name]
+        states = np.stack([env.sample_state(np.random.default_rng(k)) for k in range(4)])
+        xy = env.pixel_xy(states)
+        assert xy.shape == (4, 2)
+        for s, (x, y) in zip(states, xy):
+            frame = env.render_state(s).astype(int)
+            ys, xs = np.nonzero((np.abs(frame - color) < 60).all(-1))
+            assert abs(xs.mean() + 0.5 - x) < tol and abs(ys.mean() + 0.5 - y) < tol
+    finally:
+        env.close()
