@@ -78,7 +78,7 @@ def train(cfg, tc: TrainConfig, env_cfg, logdir: Path, device: torch.device, ran
     OmegaConf.update(cfg, "data.path", str(dataset_path(env_cfg, data, is_main)), merge=False)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     dataset = open_dataset(cfg.data.path, env_cfg)
-    episodes = Episodes(dataset, tc.eval_episodes, tc.seq_len)
+    episodes = Episodes(dataset, tc.eval_episodes, tc.seq_len, cfg.model.history)
     probe_env = envs.make(env_cfg)   # action bounds, and the task distance for eval/dist_spearman
     model = init_model(dataset, episodes, env_cfg.obs_type, resolved["model"], probe_env.action_space.low,
                        probe_env.action_space.high, cfg.seed).to(device)
@@ -86,6 +86,7 @@ def train(cfg, tc: TrainConfig, env_cfg, logdir: Path, device: torch.device, ran
     start, metrics = 0, {}
     if cfg.resume:
         saved = read_checkpoint(logdir / CHECKPOINT)
+        saved["meta"]["config"]["model"].setdefault("history", 1)  # runs from before frame history had k = 1
         check_resume(saved["meta"]["config"], resolved)
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["training"]["optimizer"])

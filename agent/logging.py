@@ -71,15 +71,19 @@ class NearestFrames:
     @classmethod
     @torch.no_grad()
     def from_dataset(cls, model, dataset, frames: int = 512, seed: int = 0) -> NearestFrames:
-        """Encode `frames` observations of an `envs.data.Dataset`, drawn at random from frames // 8 random episodes."""
+        """Encode `frames` observations of an `envs.data.Dataset`, drawn at random from frames // 8 random episodes,
+        each from its window of the model's last k = `model.history` frames (before an episode's first frame,
+        the first frame repeated, as in training)."""
         rng = np.random.default_rng(seed)
         picks = rng.choice(len(dataset), size=min(len(dataset), max(1, frames // 8)), replace=False)
         eps = [dataset.episode(int(i)) for i in sorted(picks)]
         obs, states = np.concatenate([e["obs"] for e in eps]), np.concatenate([e["states"] for e in eps])
+        first = np.repeat(np.cumsum([0] + [len(e["obs"]) for e in eps[:-1]]), [len(e["obs"]) for e in eps])
         keep = rng.choice(len(obs), size=min(len(obs), frames), replace=False)
-        obs, states = obs[keep], states[keep]
+        window = np.maximum(keep[:, None] + np.arange(1 - model.history, 1), first[keep, None])  # (M, k) indices
+        windows, obs, states = obs[window], obs[keep], states[keep]
         latents = torch.cat([model.encode(torch.as_tensor(chunk, device=model.device)).cpu()
-                             for chunk in np.array_split(obs, max(1, len(obs) // 256))])
+                             for chunk in np.array_split(windows, max(1, len(windows) // 256))])
         return cls(obs if obs.ndim == 4 else None, latents, states)
 
     def index(self, latents: torch.Tensor) -> list[int]:

@@ -1,7 +1,7 @@
 """Receding-horizon control: plan to the goal in latent space, execute the first steps, shift the plan, replan.
 
 One control step, for the episodes still running (B rows of an `envs.EnvBatch`):
-  1. encode their current observations -> starts (B, D); goals (B, D) were encoded once at reset;
+  1. encode their last k = `model.history` observations -> starts (B, D); goals (B, D) were encoded once at reset;
   2. ONE batched `planner.plan(model, start, goal, horizon, warm_start, iters)` call;
   3. execute the first `replan_every` planner steps (each one env step = action_block native actions, mapped
      back from the planner's normalised actions with `model.denormalize_actions`);
@@ -159,8 +159,8 @@ class MPCAgent:
         self.generator, self.resync_states = generator, resync_states
 
     @torch.no_grad()
-    def encode(self, obs: np.ndarray) -> torch.Tensor:
-        return self.model.encode(torch.as_tensor(obs, device=self.model.device))  # (N, D)
+    def encode(self, windows: np.ndarray) -> torch.Tensor:
+        return self.model.encode(torch.as_tensor(windows, device=self.model.device))  # (N, k, ...) -> (N, D)
 
     def run(self, envs, seeds: list[int], options_list: list[dict] | None = None, record: list[bool] | None = None,
             on_plan=None) -> tuple[list[Episode], list[PlanRecord]]:
@@ -171,7 +171,10 @@ class MPCAgent:
         n = len(seeds)
         record = record or [False] * n
         obs, info = envs.reset(seeds, options_list)
-        goal = self.encode(info["goal_obs"])  # (n, D)
+        # the encoder sees the last k = model.history observations; at reset, and for the goal (at rest), one
+        # observation repeated k times, as frames before an episode's first repeat it in training
+        window = np.repeat(obs[:, None], model.history, axis=1)  # (n, k, *obs_shape)
+        goal = self.encode(np.repeat(info["goal_obs"][:, None], model.history, axis=1))  # (n, D)
         episodes = [Episode(seed=int(s), trivial=bool(info["success"][i]), distances=[float(info["distance"][i])])
                     for i, s in enumerate(seeds)]
         pixels = obs.ndim == 4  # pixel observations are the frames; state observations need rendering
@@ -190,7 +193,7 @@ class MPCAgent:
         control_step = 0
         while not done.all():
             rows = np.flatnonzero(~done)
-            start = self.encode(obs[rows])  # (b, D)
+            start = self.encode(window[rows])  # (b, D)
             warm = None
             if cfg.warm_start and prev is not None:
                 keep = torch.as_tensor(np.searchsorted(prev_rows, rows))
@@ -219,6 +222,7 @@ class MPCAgent:
                 step_actions = np.zeros((n, native.shape[-1]), np.float32)
                 step_actions[rows] = native[:, executed - 1]
                 obs, _, _, _, info = envs.step(step_actions, ~done)
+                window = np.concatenate([window[:, 1:], obs[:, None]], axis=1)
                 frames = obs if pixels or not any(record) else envs.render()
                 now = time.perf_counter() - t0
                 for i in np.flatnonzero(~done):

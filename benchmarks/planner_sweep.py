@@ -138,8 +138,9 @@ def budgets(cfg, logdir: Path, model, configs_, horizons, tasks) -> dict[str, di
     missing = {name: pcfg for name, pcfg in configs_.items() if any(f"{name}-H{h}" not in entries for h in horizons)}
     if missing:
         n = min(cfg.batch, cfg.episodes)
-        obs = np.stack([tasks(horizons[0], i)[2] for i in range(n)])
-        goal_obs = np.stack([tasks(horizons[0], i)[3] for i in range(n)])
+        # (n, k, ...) windows of one observation repeated, as the agent encodes the first frame and the goal
+        obs = np.stack([[tasks(horizons[0], i)[2]] * model.history for i in range(n)])
+        goal_obs = np.stack([[tasks(horizons[0], i)[3]] * model.history for i in range(n)])
         with torch.no_grad():
             start, goal = model.encode(torch.as_tensor(obs)), model.encode(torch.as_tensor(goal_obs))
         for key, spi in probe(model, missing, horizons, start, goal).items():

@@ -37,10 +37,11 @@ def seconds_per_step(name: str, steps: int) -> tuple[float, str, int]:
                              **OmegaConf.to_container(cfg.model, resolve=True)))
     optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     B, L = tc.batch_size, tc.seq_len
+    frames = model.history - 1 + L  # a sequence and the frames before it that its first window sees
     if cfg.env.obs_type == "pixels":
-        obs = torch.randint(0, 256, (B, L, *obs_shape), dtype=torch.uint8)
+        obs = torch.randint(0, 256, (B, frames, *obs_shape), dtype=torch.uint8)
     else:
-        obs = torch.randn(B, L, *obs_shape)
+        obs = torch.randn(B, frames, *obs_shape)
     actions = torch.randn(B, L - 1, A)
     times = []
     for step in range(WARMUP + steps):

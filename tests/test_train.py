@@ -113,3 +113,46 @@ def test_resume_refuses_a_changed_config(dataset, tmp_path):
     train.run(config(dataset, tmp_path, "train.steps=2"))
     with pytest.raises(training.TrainingError, match="train.lr=0.002 differs from the checkpoint's 0.001"):
         train.run(config(dataset, tmp_path, "train.steps=2", "train.lr=0.002", "resume=true"))
+
+
+def test_frame_history_trains_resumes_exactly_and_evaluates(dataset, tmp_path, monkeypatch):
+    """model.history=2 end to end: the checkpoint carries k, a resumed run ends with the uninterrupted run's
+    weights, and evaluate.py plans with the model (windows at reset, plan pictures from the dataset's windows)."""
+    import evaluate
+
+    k2 = ["model.history=2", "train.steps=4", "train.ckpt_every=2"]
+    uninterrupted = weights(train.run(config(dataset, tmp_path / "a", *k2)))
+    batch = training.Episodes.batch
+
+    def killed_at_step_3(self, seed, step, *args):
+        if step == 3:
+            raise KeyboardInterrupt
+        return batch(self, seed, step, *args)
+
+    monkeypatch.setattr(training.Episodes, "batch", killed_at_step_3)
+    with pytest.raises(KeyboardInterrupt):
+        train.run(config(dataset, tmp_path / "b", *k2))
+    monkeypatch.setattr(training.Episodes, "batch", batch)
+    resumed = weights(train.run(config(dataset, tmp_path / "b", *k2, "resume=true")))
+    for k, v in uninterrupted.items():
+        assert torch.equal(resumed[k], v), k
+    model, meta = load_checkpoint(tmp_path / "a" / "model.pt")
+    assert model.history == 2 and meta["config"]["model"]["history"] == 2 and "eval/rel_err_k1" in meta["metrics"]
+    argv = [f"checkpoint={tmp_path / 'a' / 'model.pt'}", "env.image_size=16", f"logdir={tmp_path / 'eval'}",
+            "episodes=2", "batch=2", "log_videos=1", "mpc.horizon=3", "mpc.budget=2", "planner.iters=4",
+            "planner.iters_warm=2", "planner.sync_every=2"]
+    assert configs.main(evaluate.run, "evaluate", argv, user_errors=evaluate.USER_ERRORS) == 0
+    assert (tmp_path / "eval" / "results.json").exists()
+
+
+def test_resume_with_another_history_is_one_line_and_runs_from_before_history_resume(dataset, tmp_path, capsys):
+    train.run(config(dataset, tmp_path, "train.steps=2"))
+    capsys.readouterr()
+    argv = ["env=wall", f"data.path={dataset}", f"logdir={tmp_path}", *TINY, "train.steps=2", "resume=true"]
+    assert configs.main(train.run, "train", [*argv, "model.history=2"], user_errors=train.USER_ERRORS) == 2
+    err = capsys.readouterr().err
+    assert "model.history=2 differs from the checkpoint's 1" in err and err.count("\n") == 1
+    payload = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    del payload["meta"]["config"]["model"]["history"], payload["model_config"]["history"]   # written before history
+    torch.save(payload, tmp_path / "checkpoint.pt")
+    assert train.run(config(dataset, tmp_path, "train.steps=2", "resume=true")).history == 1

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import torch
 
+from worldmodels.model import episode_windows
+
 CHUNK = 512  # frames encoded at once (bounds memory)
 
 
@@ -20,11 +22,12 @@ def model_metrics(model, obs: torch.Tensor, actions: torch.Tensor, states: torch
     the env's `task_distance(state, goal)`, how well latent distance ranks task distance over random pairs of
     held-out frames (Spearman): the planner's cost is latent distance, so a low value means a cost landscape
     that is flat away from the goal however well the model predicts.
-    obs (E, T+1, ...) raw, actions (E, T, A) native, states (E, T+1, S)."""
+    obs (E, T+1, ...) raw, actions (E, T, A) native, states (E, T+1, S). Frames before an episode's first one,
+    which the windows of its first `model.history` - 1 frames reach, repeat it (as in training and the agent)."""
     E, T = actions.shape[:2]
-    flat = obs.reshape(-1, *obs.shape[2:])
-    z = torch.cat([model.encode(flat[i:i + CHUNK]) for i in range(0, len(flat), CHUNK)])
-    z = z.reshape(E, T + 1, -1)                                                      # (E, T+1, D)
+    per_chunk = max(1, CHUNK // (T + 1))  # episodes; every frame is encoded from its window of `history` frames
+    z = torch.cat([model.encode(episode_windows(obs[i:i + per_chunk], model.history))
+                   for i in range(0, E, per_chunk)])                                  # (E, T+1, D)
     metrics = {}
     ks = sorted({k for k in (1, 5, T) if k <= T})
     for k, pred in enumerate(model.open_loop(z[:, :-1], model.normalize_actions(actions.to(model.device))), 1):

@@ -1,7 +1,14 @@
 """A JEPA world model: encoder E(obs) -> s (D,), Markov predictor F(s, a) -> s', no decoder.
 
 The surface planners and the MPC agent use (duck-typed; see planners/base.py): `latent_dim`, `action_dim`,
-`encode`, `predict`, `rollout`, `normalize_actions`, `denormalize_actions`, `action_low`, `action_high`, `device`.
+`encode`, `predict`, `rollout`, `normalize_actions`, `denormalize_actions`, `action_low`, `action_high`, `device`;
+the agent also reads `history`.
+
+Frame history: the encoder sees a window of the last k = `history` observations (oldest first), stacked along the
+channels for pixels (3k input channels) and concatenated for state, so velocity can be in the latent while the
+planner still gets one latent per step and F(s, a) stays Markov. A window reaching before an episode's first frame
+repeats that frame, in training (`episode_windows`, `Episodes.batch`) and in the agent at reset alike. k = 1 is
+the model without history, bit for bit.
 
 Training (worldmodels/training.py) calls `forward(obs, actions)`: every frame of a short sequence is encoded, and from every
 frame the predictor rolls open loop to the end of the sequence; the loss is the MSE of all those predictions
@@ -43,6 +50,7 @@ class ModelConfig:
     obs_type: str
     obs_shape: tuple[int, ...]
     action_dim: int
+    history: int = 1                                # k: observations per encoder input (1 = no history)
     latent_dim: int = 64
     channels: tuple[int, ...] = (16, 32, 32, 32)   # conv encoder, each layer halves the image
     hidden: int = 256                               # state-encoder MLP and projector width
@@ -63,7 +71,7 @@ class ModelConfig:
                                  f"2**len(channels) = {down}")
         elif len(self.obs_shape) != 1:
             raise ModelError(f"state obs_shape {self.obs_shape}: expected (state_obs_dim,)")
-        for key in ("action_dim", "latent_dim", "hidden", "action_embed", "predictor_hidden"):
+        for key in ("action_dim", "history", "latent_dim", "hidden", "action_embed", "predictor_hidden"):
             if getattr(self, key) < 1:
                 raise ModelError(f"model.{key}={getattr(self, key)}: must be >= 1")
         if self.predictor_layers < 2:
@@ -84,12 +92,25 @@ def mlp(sizes: list[int]) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+def frame_windows(frames: torch.Tensor, k: int) -> torch.Tensor:
+    """Sliding windows of k frames along time: (B, T+k-1, *obs_shape) -> (B, T, k, *obs_shape), oldest first
+    (a view, no copy)."""
+    return frames.unfold(1, k, 1).movedim(-1, 2)
+
+
+def episode_windows(frames: torch.Tensor, k: int) -> torch.Tensor:
+    """Every frame's window of the last k frames of its episode: (B, T, *obs_shape) -> (B, T, k, *obs_shape);
+    frames before the first one repeat it, as the agent's window at reset does (a view of a padded copy)."""
+    first = frames[:, :1].expand(-1, k - 1, *frames.shape[2:])
+    return frame_windows(torch.cat([first, frames], 1), k)
+
+
 class PixelEncoder(nn.Module):
     """Strided convs (each halves the image) -> flatten -> projector MLP -> D."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        convs, c_in = [], 3
+        convs, c_in = [], 3 * cfg.history
         for c_out in cfg.channels:
             convs += [nn.Conv2d(c_in, c_out, kernel_size=4, stride=2, padding=1), nn.GELU()]
             c_in = c_out
@@ -99,18 +120,19 @@ class PixelEncoder(nn.Module):
                                        nn.GELU(), nn.Linear(cfg.hidden, cfg.latent_dim))
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        """Normalised images (N, S, S, 3) -> (N, D)."""
+        """Normalised images with the window's frames stacked along the channels (N, S, S, 3k) -> (N, D)."""
         return self.projector(self.convs(pixels.permute(0, 3, 1, 2)).flatten(1))
 
 
 class StateEncoder(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(cfg.obs_shape[0], cfg.hidden), nn.GELU(),
+        self.net = nn.Sequential(nn.Linear(cfg.obs_shape[0] * cfg.history, cfg.hidden), nn.GELU(),
                                  nn.Linear(cfg.hidden, cfg.hidden), nn.LayerNorm(cfg.hidden), nn.GELU(),
                                  nn.Linear(cfg.hidden, cfg.latent_dim))
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        """Normalised windows, frames concatenated (N, k * state_obs_dim) -> (N, D)."""
         return self.net(obs)
 
 
@@ -118,7 +140,7 @@ class JEPA(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
-        self.latent_dim, self.action_dim = cfg.latent_dim, cfg.action_dim
+        self.latent_dim, self.action_dim, self.history = cfg.latent_dim, cfg.action_dim, cfg.history
         self.encoder = PixelEncoder(cfg) if cfg.obs_type == "pixels" else StateEncoder(cfg)
         self.action_encoder = mlp([cfg.action_dim, cfg.action_embed, cfg.action_embed])
         hidden = [cfg.predictor_hidden] * (cfg.predictor_layers - 1)
@@ -159,14 +181,25 @@ class JEPA(nn.Module):
         return a * self.action_std + self.action_mean
 
     def encode(self, obs: torch.Tensor) -> torch.Tensor:
-        """Raw env observations (..., S, S, 3) uint8 or (..., state_obs_dim) float -> latents (..., D)."""
-        shape = self.cfg.obs_shape
+        """Windows of the last k = `history` raw env observations, oldest first, (N, ..., k, S, S, 3) uint8 or
+        (N, ..., k, state_obs_dim) float -> latents (N, ..., D). A k = 1 model also takes single observations
+        with no window axis, (..., S, S, 3) or (..., state_obs_dim), as before frame history existed. Normalisation
+        statistics are per frame: each frame is normalised, then the window is stacked."""
+        shape, k = self.cfg.obs_shape, self.history
         if tuple(obs.shape[obs.dim() - len(shape):]) != shape:
             raise ModelError(f"encode: observation shape {tuple(obs.shape)} does not end in {shape} "
                              f"({self.cfg.obs_type} model)")
-        lead = obs.shape[:obs.dim() - len(shape)]
-        obs = (obs.reshape(-1, *shape).to(self.device).float() - self.obs_mean) / self.obs_std
-        return self.encoder(obs).reshape(*lead, self.latent_dim)
+        # the window axis comes after at least one batch axis: a k = 1 batch of one, (1, *shape), is frames
+        window = obs.shape[-len(shape) - 1] if obs.dim() >= len(shape) + 2 else None
+        if k == 1 and window != 1:
+            obs = obs.unsqueeze(-len(shape) - 1)           # single observations: windows of one frame
+        elif window != k:
+            raise ModelError(f"encode: observation shape {tuple(obs.shape)} is not a window of history k={k} "
+                             f"frames; expected (N, ..., {k}, {', '.join(map(str, shape))})")
+        lead = obs.shape[:obs.dim() - len(shape) - 1]
+        obs = (obs.reshape(-1, k, *shape).to(self.device).float() - self.obs_mean) / self.obs_std  # (N, k, *shape)
+        stacked = obs.movedim(1, -2).flatten(-2)           # frames along the last axis: (N, S, S, 3k) or (N, k*d)
+        return self.encoder(stacked).reshape(*lead, self.latent_dim)
 
     def predict(self, s: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         """One step on free latents (..., D) with normalised actions (..., A) -> (..., D)."""
@@ -203,9 +236,10 @@ class JEPA(nn.Module):
             yield s
 
     def forward(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """obs (B, L, ...) raw frames, actions (B, L-1, A) normalised -> latents (B, L, D) and the prediction
-        loss: MSE of every open-loop k-step prediction against the stop-gradient encoded target."""
-        z = self.encode(obs)                                   # (B, L, D)
+        """obs (B, L + history - 1, ...) raw frames: a sequence of L frames after the history - 1 frames of its
+        first window; actions (B, L-1, A) normalised -> latents (B, L, D) and the prediction loss: MSE of every
+        open-loop k-step prediction against the stop-gradient encoded target."""
+        z = self.encode(frame_windows(obs, self.history))     # (B, L, D), each frame from its own window
         target = z[:, 1:].detach()                             # (B, L-1, D)
         errors = [F.mse_loss(pred, target[:, k - 1:], reduction="sum")
                   for k, pred in enumerate(self.open_loop(z[:, :-1], actions), start=1)]

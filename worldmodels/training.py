@@ -127,9 +127,10 @@ def init_model(dataset: Dataset, episodes: Episodes, obs_type: str, model: dict,
 
 class Episodes:
     """The whole dataset in memory as tensors; the last `eval_episodes` are held out. Batches are a
-    deterministic function of (seed, step), so a resumed run draws exactly what the killed one would have."""
+    deterministic function of (seed, step), so a resumed run draws exactly what the killed one would have.
+    `history` (the model's k) adds the k-1 frames before each sequence, the context of its first window."""
 
-    def __init__(self, dataset: Dataset, eval_episodes: int, seq_len: int):
+    def __init__(self, dataset: Dataset, eval_episodes: int, seq_len: int, history: int = 1):
         if eval_episodes >= len(dataset):
             raise TrainingError(f"train.eval_episodes={eval_episodes}: the dataset has only {len(dataset)} episodes")
         T = dataset.meta["episode_len"]
@@ -140,17 +141,19 @@ class Episodes:
         self.actions = torch.from_numpy(data["actions"])            # (N, T, A) native
         self.states = torch.from_numpy(data["states"])              # (N, T+1, S)
         self.n_train = len(dataset) - eval_episodes
-        self.episode_len, self.seq_len = T, seq_len
+        self.episode_len, self.seq_len, self.history = T, seq_len, history
 
     def batch(self, seed: int, step: int, batch_size: int, rank: int, world: int):
-        """This rank's slice of the global batch of step `step`: obs (b, L, ...), native actions (b, L-1, A)."""
+        """This rank's slice of the global batch of step `step`: obs (b, k-1+L, ...) - a sequence of L frames
+        after the k-1 frames before it, where frames before the episode's first repeat it (as the agent's window
+        at reset) - and native actions (b, L-1, A)."""
         rng = np.random.default_rng([seed, step])
         episode = torch.from_numpy(rng.integers(0, self.n_train, batch_size))
         start = torch.from_numpy(rng.integers(0, self.episode_len - self.seq_len + 2, batch_size))
         b = batch_size // world
         episode, start = episode[rank * b:(rank + 1) * b, None], start[rank * b:(rank + 1) * b, None]
-        frames = start + torch.arange(self.seq_len)                 # (b, L)
-        return self.obs[episode, frames], self.actions[episode, frames[:, :-1]]
+        frames = start + torch.arange(1 - self.history, self.seq_len)   # (b, k-1+L), before frame 0 for context
+        return self.obs[episode, frames.clamp_min(0)], self.actions[episode, frames[:, self.history - 1:-1]]
 
     def obs_stats(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-element mean and std (obs_shape) of the training frames, accumulated in chunks (float64)."""
@@ -193,8 +196,8 @@ def global_batch(z: torch.Tensor) -> torch.Tensor:
 
 # ---- the step ---------------------------------------------------------------------------------------------------
 def train_step(trainer, model: JEPA, optimizer, tc: TrainConfig, obs, actions, seed: int, step: int):
-    """One update on this rank's batch: obs (b, L, ...) raw, actions (b, L-1, A) native. `trainer` is the model
-    or its DDP wrapper. Returns the losses and the global batch of latents (global b*L, D)."""
+    """One update on this rank's batch: obs (b, k-1+L, ...) raw (`Episodes.batch`), actions (b, L-1, A) native.
+    `trainer` is the model or its DDP wrapper. Returns the losses and the global batch of latents (global b*L, D)."""
     device = model.device
     obs, actions = obs.to(device), model.normalize_actions(actions.to(device))
     z, pred_loss = trainer(obs, actions)

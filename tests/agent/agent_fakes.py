@@ -10,16 +10,19 @@ SUCCESS_RADIUS = 0.25
 
 class PointModel:
     """The true dynamics of `PointBatch` as a world model: latent = position, s' = s + STEP * a. Normalised
-    actions are native ones scaled by 2, so (de)normalisation is exercised."""
+    actions are native ones scaled by 2, so (de)normalisation is exercised. `history` k: the agent feeds windows of
+    the last k observations; the latent is the newest one's position."""
 
     latent_dim, action_dim = 2, 2
 
-    def __init__(self):
-        self.device = torch.device("cpu")
+    def __init__(self, history: int = 1):
+        self.device, self.history = torch.device("cpu"), history
         self.action_low, self.action_high = torch.full((2,), -2.0), torch.full((2,), 2.0)
 
-    def encode(self, obs):
-        return torch.as_tensor(obs, dtype=torch.float32)
+    def encode(self, windows):
+        windows = torch.as_tensor(windows, dtype=torch.float32)  # (N, k, 2)
+        assert windows.shape[1:] == (self.history, 2), windows.shape
+        return windows[:, -1]
 
     def predict(self, s, a):
         return s + STEP * self.denormalize_actions(a)

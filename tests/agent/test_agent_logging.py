@@ -193,3 +193,25 @@ def test_short_path_keeps_the_part_a_reader_needs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert short_path(tmp_path / "runs" / "a" / "model.pt") == "runs/a/model.pt"
     assert short_path("/elsewhere/deep/dir/model.pt") == "dir/model.pt"
+
+
+def test_reference_frames_are_encoded_from_windows_of_their_episode():
+    class Episodes:   # envs.data.Dataset's surface: 4 episodes whose 1-d observation is 100 * episode + frame
+        def __len__(self):
+            return 4
+
+        def episode(self, i):
+            obs = (100 * i + np.arange(6, dtype=np.float32))[:, None]     # (T+1, 1)
+            return {"obs": obs, "states": obs}
+
+    class WindowModel(PointModel):   # latent = the window itself, oldest first
+        def encode(self, windows):
+            assert windows.shape[1:] == (self.history, 1)
+            return windows[..., 0].float()
+
+    nearest = NearestFrames.from_dataset(WindowModel(history=3), Episodes(), frames=16, seed=0)  # 2 episodes
+    frame = nearest.states[:, 0].astype(int)                               # the sample's own (newest) frame
+    episode, t = frame // 100, frame % 100
+    expected = 100 * episode[:, None] + np.maximum(t[:, None] + np.arange(-2, 1), 0)
+    assert nearest.latents.shape == (12, 3) and (t < 2).any()
+    np.testing.assert_array_equal(nearest.latents.numpy(), expected)

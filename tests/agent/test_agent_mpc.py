@@ -154,3 +154,22 @@ def test_recorded_episodes_keep_frames_and_their_first_plan():
     assert rec.first_plan["rollout"].shape == (5, 2) and rec.first_plan["virtual"].shape == (4, 2)
     assert not plain.frames and not plain.first_plan
     assert dataclasses.is_dataclass(rec)
+
+
+def test_the_agent_encodes_windows_of_the_last_k_observations_repeating_the_first_at_reset():
+    class Recorder(PointModel):
+        def encode(self, windows):
+            seen.append(np.array(windows))
+            return super().encode(windows)
+
+    seen = []
+    agent = MPCAgent(Recorder(history=3), grasp(), MPCConfig(horizon=4, budget=4, stop_on_success=False),
+                     generator=torch.Generator().manual_seed(0))
+    episodes, _ = agent.run(PointBatch(2), [1, 2], record=[True, True])
+    goal, *starts = seen                                                   # goal, then one start per control step
+    assert len(starts) == 4 and all(w.shape == (2, 3, 2) for w in seen)
+    for i, e in enumerate(episodes):
+        states = np.asarray(e.states, np.float32)                          # the observation at reset, after each step
+        assert (goal[i] == np.float32(e.goal_state)).all()                 # the goal at rest: its obs repeated
+        for step, window in enumerate(starts):                             # frames before the first repeat it
+            np.testing.assert_array_equal(window[i], states[np.maximum(np.arange(step - 2, step + 1), 0)])

@@ -5,14 +5,15 @@ import numpy as np
 import pytest
 import torch
 
-from worldmodels import FORMAT_VERSION, JEPA, CheckpointError, ModelConfig, load_checkpoint, save_checkpoint
+from worldmodels import (FORMAT_VERSION, JEPA, CheckpointError, ModelConfig, ModelError, load_checkpoint,
+                         save_checkpoint)
 
 A = 4
 
 
-def make_model() -> JEPA:
+def make_model(history: int = 1) -> JEPA:
     torch.manual_seed(0)
-    model = JEPA(ModelConfig("pixels", (16, 16, 3), A, latent_dim=8, channels=(4, 8), hidden=16,
+    model = JEPA(ModelConfig("pixels", (16, 16, 3), A, history=history, latent_dim=8, channels=(4, 8), hidden=16,
                              action_embed=8, predictor_hidden=16))
     model.set_normalization(np.arange(A), np.ones(A) * 2, -np.ones(A), np.ones(A),
                             np.full((16, 16, 3), 30.0), np.full((16, 16, 3), 20.0))
@@ -90,3 +91,29 @@ def test_other_env_or_obs_type_names_both(saved):
     expect_error(saved, r"trained for env 'wall' \(pixels observations\), not 'reacher'", env="reacher")
     expect_error(saved, r"trained for env 'wall' \(pixels observations\), not state observations",
                  env="wall", obs_type="state")
+
+
+def test_history_round_trips_and_checkpoints_without_it_load_as_k1(tmp_path, saved):
+    path = tmp_path / "k2.pt"
+    save_checkpoint(path, make_model(history=2), META)
+    model, _ = load_checkpoint(path)
+    assert model.history == 2 and model.encode(torch.zeros(3, 2, 16, 16, 3, dtype=torch.uint8)).shape == (3, 8)
+    payload = torch.load(saved, weights_only=True)
+    del payload["model_config"]["history"]                  # a checkpoint written before frame history
+    torch.save(payload, saved)
+    old, _ = load_checkpoint(saved)
+    obs = torch.randint(0, 256, (3, 16, 16, 3), dtype=torch.uint8)
+    assert old.history == 1 and torch.equal(old.encode(obs), make_model().encode(obs))
+
+
+def test_a_checkpoint_with_another_history_does_not_fit_one_line(tmp_path):
+    path = tmp_path / "k2.pt"
+    save_checkpoint(path, make_model(history=2), META)
+    model, _ = load_checkpoint(path)
+    with pytest.raises(ModelError, match="not a window of history k=2 frames") as err:
+        model.encode(torch.zeros(3, 16, 16, 3, dtype=torch.uint8))          # single frames for a k=2 model
+    assert "\n" not in str(err.value)
+    payload = torch.load(path, weights_only=True)
+    payload["model_config"]["history"] = 3                  # k=2 weights under a k=3 config
+    torch.save(payload, path)
+    expect_error(path, "weights do not match its model config")

@@ -3,7 +3,9 @@ import numpy as np
 import pytest
 import torch
 
-from worldmodels import JEPA, CheckpointError, ModelConfig, ModelError, latent_health, sigreg, vicreg
+from worldmodels import JEPA, CheckpointError, ModelConfig, ModelError, latent_health, load_checkpoint, sigreg, vicreg
+from worldmodels.checkpoint import PRETRAINED
+from worldmodels.model import episode_windows, frame_windows
 
 A, OBS_DIM = 4, 6
 
@@ -52,7 +54,8 @@ def test_planner_interface_shapes_pixels():
     obs = torch.randint(0, 256, (5, 16, 16, 3), dtype=torch.uint8)
     s = model.encode(obs)
     assert s.shape == (5, 8)
-    assert model.encode(obs.reshape(5, 1, 16, 16, 3)).shape == (5, 1, 8)
+    assert model.encode(obs.reshape(1, 5, 16, 16, 3)).shape == (1, 5, 8)   # any leading axes
+    assert torch.equal(model.encode(obs[:, None]), s)                       # (N, 1, ...): windows of one frame
     assert model.predict(s, torch.zeros(5, A)).shape == (5, 8)
     assert model.rollout(s, torch.zeros(5, 7, A)).shape == (5, 7, 8)
     assert model.action_low.shape == model.action_high.shape == (A,)
@@ -134,3 +137,95 @@ def test_regularisers_are_small_for_isotropic_gaussian_and_large_for_collapse():
         good = reg(gaussian).item()
         assert reg(collapsed).item() > 5 * good + 0.1
         assert reg(one_direction).item() > 5 * good + 0.1
+
+
+# ---- frame history ------------------------------------------------------------------------------------------------
+def history_model(obs_type: str, k: int) -> JEPA:
+    torch.manual_seed(0)
+    shape = (16, 16, 3) if obs_type == "pixels" else (OBS_DIM,)
+    model = JEPA(ModelConfig(obs_type, shape, A, history=k, latent_dim=8, channels=(4, 8), hidden=16))
+    mean, std = (np.full(shape, 100.0), np.full(shape, 50.0)) if obs_type == "pixels" else \
+        (np.arange(OBS_DIM), np.arange(1, OBS_DIM + 1))
+    model.set_normalization(np.zeros(A), np.ones(A), -np.ones(A), np.ones(A), mean, std)
+    return model
+
+
+def raw(obs_type: str, *lead) -> torch.Tensor:
+    g = torch.Generator().manual_seed(1)
+    if obs_type == "pixels":
+        return torch.randint(0, 256, (*lead, 16, 16, 3), dtype=torch.uint8, generator=g)
+    return torch.randn(*lead, OBS_DIM, generator=g)
+
+
+@pytest.mark.parametrize("obs_type", ["pixels", "state"])
+@pytest.mark.parametrize("k", [1, 3])
+def test_encode_takes_windows_of_k_frames_normalised_per_frame_then_stacked(obs_type, k):
+    model = history_model(obs_type, k)
+    windows = raw(obs_type, 5, k)                                           # (N, k, *obs_shape)
+    z = model.encode(windows)
+    assert z.shape == (5, 8)
+    assert model.encode(windows.reshape(1, 5, k, *windows.shape[2:])).shape == (1, 5, 8)
+    # known answer: each frame normalised by the single-frame statistics, then concatenated along the last axis
+    # (pixels: channels [frame 0 RGB, frame 1 RGB, ...], the oldest first)
+    frames = [(windows[:, i].float() - model.obs_mean) / model.obs_std for i in range(k)]
+    assert torch.allclose(z, model.encoder(torch.cat(frames, -1)), atol=1e-6)
+    oldest_changed = windows.clone()
+    oldest_changed[:, 0] = raw(obs_type, 5, 1)[:, 0] // 2 if obs_type == "pixels" else 0
+    assert not torch.allclose(model.encode(oldest_changed), z)              # every frame of the window counts
+    first_layer = next(model.encoder.parameters())                          # conv (C, 3k, 4, 4) or linear (H, k*d)
+    assert first_layer.shape[1] == (3 * k if obs_type == "pixels" else OBS_DIM * k)
+
+
+@pytest.mark.parametrize("obs_type", ["pixels", "state"])
+def test_a_window_of_the_wrong_length_is_a_one_line_error_naming_k(obs_type):
+    model = history_model(obs_type, 3)
+    for bad in (raw(obs_type, 5, 2), raw(obs_type, 5)):                     # 2 frames; no window axis
+        with pytest.raises(ModelError, match="not a window of history k=3 frames") as err:
+            model.encode(bad)
+        assert "\n" not in str(err.value)
+    with pytest.raises(ModelError, match="model.history=0: must be >= 1"):
+        ModelConfig("state", (OBS_DIM,), A, history=0)
+
+
+def test_k1_batch_of_one_is_one_observation_not_a_window():
+    """Pins a bug of this change's first version: a k=1 batch of one observation (1, *obs_shape) - the agent's
+    last running episode - was read as one window and encoded to (D,), so planning failed on a shape check."""
+    model = history_model("state", 1)
+    obs = raw("state", 1)
+    assert model.encode(obs).shape == (1, 8) and model.encode(obs[0]).shape == (8,)
+
+
+def test_windows_slide_over_time_and_repeat_the_first_frame_before_an_episode():
+    frames = torch.arange(5.0).view(1, 5, 1)                                # one episode, 5 frames, 1-d obs
+    assert frame_windows(frames, 2)[0, :, :, 0].tolist() == [[0, 1], [1, 2], [2, 3], [3, 4]]
+    assert episode_windows(frames, 3)[0, :, :, 0].tolist() == [[0, 0, 0], [0, 0, 1], [0, 1, 2], [1, 2, 3],
+                                                              [2, 3, 4]]
+    assert torch.equal(episode_windows(frames, 1)[:, :, 0], frames)
+
+
+def test_history_model_trains_on_sequences_after_their_context_frames():
+    model = history_model("state", 2)
+    obs = raw("state", 4, 1 + 3)                                            # k-1 context frames + L = 3
+    z, loss = model(obs, torch.randn(4, 2, A))
+    assert z.shape == (4, 3, 8) and loss.isfinite()
+    assert torch.equal(z, model.encode(frame_windows(obs, 2)))
+
+
+@pytest.mark.parametrize("env", ["wall", "pointmaze"])
+def test_k1_latents_of_shipped_checkpoints_are_bit_identical_to_the_code_before_history(env):
+    """Shipped checkpoints have no `history` (k = 1); their latents must not change by a bit. The reference is the
+    encoder's forward pass as written before frame history (normalise, NHWC->NCHW, convs, projector)."""
+    model, _ = load_checkpoint(PRETRAINED / f"{env}.pt")
+    assert model.history == 1
+    shape = model.cfg.obs_shape
+    g = torch.Generator().manual_seed(0)
+    obs = torch.randint(0, 256, (6, *shape), dtype=torch.uint8, generator=g) if len(shape) == 3 else \
+        torch.randn(6, *shape, generator=g)
+    with torch.no_grad():
+        x = (obs.float() - model.obs_mean) / model.obs_std
+        enc = model.encoder
+        before = enc.projector(enc.convs(x.permute(0, 3, 1, 2)).flatten(1)) if len(shape) == 3 else enc.net(x)
+        assert torch.equal(model.encode(obs), before)
+        assert torch.equal(model.encode(obs[:, None]), before)              # a window of one frame
+        z, _ = model(obs.view(2, 3, *shape), torch.zeros(2, 2, model.action_dim))
+        assert torch.equal(z, before.view(2, 3, -1))                        # training encodes the same

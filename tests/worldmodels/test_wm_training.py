@@ -2,6 +2,7 @@
 train.py's end-to-end runs (outputs, exact resume, DDP) are in tests/test_train.py."""
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 
@@ -55,3 +56,38 @@ def test_resume_may_change_only_resume_device_and_logdir():
     check_resume(saved, {**saved, "resume": True, "device": "cuda", "logdir": "b"})
     with pytest.raises(TrainingError, match="train.lr=0.002 differs from the checkpoint's 0.001"):
         check_resume(saved, {**saved, "train": {"lr": 0.002}})
+
+
+class HandMadeDataset:
+    """5 episodes of 6 steps whose 1-d observation is 100 * episode + frame and action 100 * episode + step,
+    so every batch entry says where it came from."""
+
+    meta = {"episode_len": 6}
+
+    def __len__(self):
+        return 5
+
+    def load_all(self):
+        e, t = np.arange(5)[:, None], np.arange(7)
+        obs = (100 * e + t).astype(np.float32)[..., None]                      # (5, 7, 1)
+        return {"obs": obs, "actions": obs[:, :-1].repeat(2, -1), "states": obs}
+
+
+def test_batches_carry_history_context_with_the_first_frame_repeated_before_an_episode():
+    seq_len, k = 3, 3
+    plain = Episodes(HandMadeDataset(), eval_episodes=1, seq_len=seq_len)
+    episodes = Episodes(HandMadeDataset(), eval_episodes=1, seq_len=seq_len, history=k)
+    padded = 0
+    for step in range(20):
+        obs, actions = episodes.batch(seed=0, step=step, batch_size=8, rank=0, world=1)
+        assert obs.shape == (8, k - 1 + seq_len, 1) and actions.shape == (8, seq_len - 1, 2)
+        first = obs[:, k - 1, 0].long()                                         # the sequence's first frame
+        ep, t0 = first // 100, first % 100
+        offsets = torch.arange(1 - k, seq_len)
+        assert torch.equal(obs[..., 0].long(), 100 * ep[:, None] + (t0[:, None] + offsets).clamp_min(0))
+        assert torch.equal(actions[..., 0].long(), 100 * ep[:, None] + t0[:, None] + torch.arange(seq_len - 1))
+        padded += int((t0 < k - 1).sum())
+        # the same draws with and without history (resume and old runs unchanged): k only adds the context
+        old_obs, old_actions = plain.batch(0, step, 8, 0, 1)
+        assert torch.equal(obs[:, k - 1:], old_obs) and torch.equal(actions, old_actions)
+    assert padded > 0                                                            # episode starts were drawn
