@@ -1,10 +1,15 @@
 """How good a trained world model is on held-out episodes, in the numbers that matter for planning with it.
 
-`model_metrics` returns the `eval/` scalars train.py logs and stores in checkpoints (model cards read them):
+`model_metrics` returns the `model/` scalars train.py logs and stores in checkpoints (model cards read them):
 open-loop k-step prediction error, absolute and relative to a constant-latent baseline; a linear probe
-latent -> physical state (R^2); and how well latent distance ranks the env's task distance (Spearman).
+latent -> each of the env's state variables (R^2); and how well latent distance ranks the env's task distance
+(Spearman). Checkpoints written before the `eval/` -> `model/` rename store `eval/<name>`: read them with
+`stored`.
+`planning_warning` says when a model's numbers make it unusable for planning.
 """
 from __future__ import annotations
+
+import math
 
 import torch
 
@@ -13,30 +18,35 @@ CHUNK = 512  # frames encoded at once (bounds memory)
 
 @torch.no_grad()
 def model_metrics(model, obs: torch.Tensor, actions: torch.Tensor, states: torch.Tensor,
-                  task_distance=None) -> dict[str, float]:
+                  task_distance=None, state_variables=(), plan_horizon: int | None = None) -> dict[str, float]:
     """Open-loop k-step latent prediction error on held-out episodes (mean over episodes and start frames of
-    ||s_hat_{t+k} - E(o_{t+k})||^2), for k = 1, 5 and the episode length H, each also relative to the
-    constant-latent baseline ||E(o_t) - E(o_{t+k})||^2; a linear probe latent -> physical state (R^2); and, given
-    the env's `task_distance(state, goal)`, how well latent distance ranks task distance over random pairs of
-    held-out frames (Spearman): the planner's cost is latent distance, so a low value means a cost landscape
-    that is flat away from the goal however well the model predicts.
+    ||s_hat_{t+k} - E(o_{t+k})||^2), for k = 1, 5, the planning horizon and the episode length H (those <= H), each
+    also relative to the constant-latent baseline ||E(o_t) - E(o_{t+k})||^2; given the env's `state_variables`, a
+    linear probe latent -> each variable (R^2, see `linear_probe_r2`; `model/probe_r2` = mean over the variables
+    success depends on); and, given the env's `task_distance(state, goal)`, how well latent distance ranks task
+    distance over random pairs of held-out frames (Spearman): the planner's cost is latent distance, so a low value
+    means a cost landscape that is flat away from the goal however well the model predicts.
     obs (E, T+1, ...) raw, actions (E, T, A) native, states (E, T+1, S)."""
     E, T = actions.shape[:2]
     flat = obs.reshape(-1, *obs.shape[2:])
     z = torch.cat([model.encode(flat[i:i + CHUNK]) for i in range(0, len(flat), CHUNK)])
     z = z.reshape(E, T + 1, -1)                                                      # (E, T+1, D)
     metrics = {}
-    ks = sorted({k for k in (1, 5, T) if k <= T})
+    ks = sorted({k for k in (1, 5, plan_horizon or 1, T) if k <= T})
     for k, pred in enumerate(model.open_loop(z[:, :-1], model.normalize_actions(actions.to(model.device))), 1):
         if k in ks:
             err = (pred - z[:, k:]).pow(2).sum(-1).mean().item()
             baseline = (z[:, :-k] - z[:, k:]).pow(2).sum(-1).mean().item()
-            metrics[f"eval/pred_err_k{k}"] = err
-            metrics[f"eval/rel_err_k{k}"] = err / max(baseline, 1e-12)
-    metrics["eval/probe_r2"] = linear_probe_r2(z.cpu(), states)
+            metrics[f"model/pred_err_k{k}"] = err
+            metrics[f"model/rel_err_k{k}"] = err / max(baseline, 1e-12)
+    if state_variables:
+        r2 = linear_probe_r2(z.cpu(), states, state_variables)
+        metrics.update({f"model/probe_r2/{name}": value for name, value in r2.items()})
+        task = [r2[v.name] for v in state_variables if v.task and not math.isnan(r2[v.name])]
+        metrics["model/probe_r2"] = sum(task) / len(task) if task else float("nan")
     if task_distance is not None:
-        metrics["eval/dist_spearman"] = distance_rank_correlation(z.cpu().flatten(0, 1), states.flatten(0, 1),
-                                                                  task_distance)
+        metrics["model/dist_spearman"] = distance_rank_correlation(z.cpu().flatten(0, 1), states.flatten(0, 1),
+                                                                   task_distance)
     return metrics
 
 
@@ -50,18 +60,59 @@ def distance_rank_correlation(z: torch.Tensor, states: torch.Tensor, task_distan
     return torch.corrcoef(torch.stack([rank(latent), rank(task)]))[0, 1].item()
 
 
-def linear_probe_r2(z: torch.Tensor, states: torch.Tensor) -> float:
-    """Least squares latent -> state fitted on the first half of the episodes, R^2 on the second half
-    (mean over state dimensions that vary)."""
+def linear_probe_r2(z: torch.Tensor, states: torch.Tensor, state_variables) -> dict[str, float]:
+    """{variable name: R^2} of one least-squares map latent -> every variable's probe targets, fitted on the first
+    half of the episodes, scored on the second. An angle's targets are its (cos, sin): a raw angle wraps, jumping by
+    2 pi where nothing moved, which no linear map of a smooth latent can follow. Positions and velocities are their
+    columns raw. A variable of several targets (an xy, an angle's pair) gets one R^2 over them jointly
+    (1 - residual / total sum of squares); NaN if it does not vary on the second half.
+    z (E, T, D), states (E, T, S); `state_variables`: items with .name, .index (state columns), .kind (an env's
+    `state_variables`)."""
+    targets, groups = [], []
+    for v in state_variables:
+        x = states[..., list(v.index)].double()                                    # (E, T, len(index))
+        x = torch.cat([x.cos(), x.sin()], -1) if v.kind == "angle" else x
+        groups.append((v.name, sum(t.shape[-1] for t in targets), x.shape[-1]))
+        targets.append(x)
+    y = torch.cat(targets, -1)                                                     # (E, T, F)
+    x = torch.cat([z.double(), torch.ones(*z.shape[:2], 1, dtype=torch.float64)], -1)   # (E, T, D+1)
     half = max(1, len(z) // 2)
-    x = torch.cat([z, torch.ones(*z.shape[:2], 1)], -1).double()                 # (E, T+1, D+1)
-    y = states.double()
     fit_x, fit_y = x[:half].flatten(0, 1), y[:half].flatten(0, 1)
     test_x, test_y = x[half:].flatten(0, 1), y[half:].flatten(0, 1)
     if len(test_x) == 0:
         test_x, test_y = fit_x, fit_y
-    weights = torch.linalg.lstsq(fit_x, fit_y).solution
-    residual = (test_x @ weights - test_y).pow(2).sum(0)
-    total = (test_y - test_y.mean(0)).pow(2).sum(0)
-    varies = total > 1e-8 * len(test_y)
-    return (1 - residual[varies] / total[varies]).mean().item() if varies.any() else float("nan")
+    # SVD-based: trained latents are often near rank-deficient (effective rank ~12-20 of 64), where the default
+    # QR driver (gelsy) can return a poor fit
+    weights = torch.linalg.lstsq(fit_x, fit_y, driver="gelsd").solution            # (D+1, F)
+    residual = (test_x @ weights - test_y).pow(2).sum(0)                           # (F,)
+    total = (test_y - test_y.mean(0)).pow(2).sum(0)                                # (F,)
+    r2 = {}
+    for name, start, width in groups:
+        res, tot = residual[start:start + width].sum().item(), total[start:start + width].sum().item()
+        r2[name] = 1 - res / tot if tot > 1e-8 * len(test_y) else float("nan")
+    return r2
+
+
+def stored(metrics: dict, name: str) -> float | None:
+    """A checkpoint's metric `name` (e.g. "rel_err_k1"): `model/<name>`, else `eval/<name>` as checkpoints written
+    before the rename store it; None if neither is there."""
+    return metrics.get(f"model/{name}", metrics.get(f"eval/{name}"))
+
+
+def planning_warning(metrics: dict) -> str | None:
+    """What is wrong, and what to do, when a model learned nothing usable for planning: its 1-step prediction is
+    no better than predicting that nothing moves (rel_err_k1 >= 1), or its latent distance does not rank the task
+    distance (dist_spearman <= 0, so the planner's cost points nowhere); None when neither holds or is measured."""
+    rel, rank = stored(metrics, "rel_err_k1"), stored(metrics, "dist_spearman")
+    problems = []
+    if rel is not None and rel >= 1:
+        problems.append(f"model/rel_err_k1={rel:.3g} >= 1: its 1-step prediction is no better than predicting that "
+                        f"nothing moves")
+    if rank is not None and rank <= 0:
+        problems.append(f"model/dist_spearman={rank:.3g} <= 0: its latent distance does not rank the task distance, "
+                        f"so the planner's cost gives no direction to the goal")
+    if not problems:
+        return None
+    return ("the world model may be unusable for planning (" + "; ".join(problems) + "). Train longer "
+            "(train.steps) and check in TensorBoard that model/rel_err_k1 falls well below 1 and model/dist_spearman "
+            "rises above 0 (README: the SIGReg weight matters for planning)")

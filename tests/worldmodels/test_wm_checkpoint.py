@@ -21,7 +21,7 @@ def make_model() -> JEPA:
 
 
 META = {"env": {"name": "wall", "obs_type": "pixels", "action_block": 2}, "config": {"train": {"lr": 0.001}},
-        "git_commit": None, "metrics": {"eval/rel_err_k1": 0.1}, "step": 7}
+        "git_commit": None, "metrics": {"model/rel_err_k1": 0.1}, "step": 7}
 
 
 @pytest.fixture
