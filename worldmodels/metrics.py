@@ -68,12 +68,11 @@ def linear_probe_r2(z: torch.Tensor, states: torch.Tensor, state_variables) -> d
     (1 - residual / total sum of squares); NaN if it does not vary on the second half.
     z (E, T, D), states (E, T, S); `state_variables`: items with .name, .index (state columns), .kind (an env's
     `state_variables`)."""
-    targets, groups = [], []
+    targets = []
     for v in state_variables:
         x = states[..., list(v.index)].double()                                    # (E, T, len(index))
-        x = torch.cat([x.cos(), x.sin()], -1) if v.kind == "angle" else x
-        groups.append((v.name, sum(t.shape[-1] for t in targets), x.shape[-1]))
-        targets.append(x)
+        targets.append(torch.cat([x.cos(), x.sin()], -1) if v.kind == "angle" else x)
+    owner = torch.cat([torch.full((t.shape[-1],), i) for i, t in enumerate(targets)])   # (F,) each target's variable
     y = torch.cat(targets, -1)                                                     # (E, T, F)
     x = torch.cat([z.double(), torch.ones(*z.shape[:2], 1, dtype=torch.float64)], -1)   # (E, T, D+1)
     half = max(1, len(z) // 2)
@@ -84,13 +83,11 @@ def linear_probe_r2(z: torch.Tensor, states: torch.Tensor, state_variables) -> d
     # SVD-based: trained latents are often near rank-deficient (effective rank ~12-20 of 64), where the default
     # QR driver (gelsy) can return a poor fit
     weights = torch.linalg.lstsq(fit_x, fit_y, driver="gelsd").solution            # (D+1, F)
-    residual = (test_x @ weights - test_y).pow(2).sum(0)                           # (F,)
-    total = (test_y - test_y.mean(0)).pow(2).sum(0)                                # (F,)
-    r2 = {}
-    for name, start, width in groups:
-        res, tot = residual[start:start + width].sum().item(), total[start:start + width].sum().item()
-        r2[name] = 1 - res / tot if tot > 1e-8 * len(test_y) else float("nan")
-    return r2
+    per_variable = torch.zeros(2, len(targets), dtype=torch.float64).index_add_(1, owner, torch.stack([
+        (test_x @ weights - test_y).pow(2).sum(0), (test_y - test_y.mean(0)).pow(2).sum(0)]))   # (2, V)
+    residual, total = per_variable
+    r2 = torch.where(total > 1e-8 * len(test_y), 1 - residual / total, float("nan"))
+    return {v.name: value.item() for v, value in zip(state_variables, r2)}
 
 
 def stored(metrics: dict, name: str) -> float | None:
