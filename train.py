@@ -6,9 +6,10 @@
 
 Without `data.path` the env's `data:` section is collected once into data/<env>-<obs_type>-<hash of env+data>
 and reused by later runs. Writes DIR/checkpoint.pt (weights, resolved config, normalisation, env config, format
-version, git commit, metrics, optimizer state) atomically every `train.ckpt_every` steps and at the end,
-DIR/model.pt at the end (the same without the optimizer state: a third of the size, what evaluate.py and the
-shipped worldmodels/pretrained/<env>.pt use), and TensorBoard logs in DIR (train/, eval/, perf/). `resume=true
+version, git commit, metrics, seconds of training steps, data size, optimizer state) atomically every
+`train.ckpt_every` steps and at the end, DIR/model.pt at the end (the same without the optimizer state: a third of
+the size, what evaluate.py and the shipped worldmodels/pretrained/<env>.pt use), and TensorBoard logs in DIR
+(train/, model/, perf/); a model whose final numbers make it unusable for planning gets a warning. `resume=true
 logdir=DIR` continues a killed run from its last checkpoint and ends with the same weights as an uninterrupted run:
 every random draw (batch, SIGReg directions) is a function of (seed, step) alone, so the checkpoint's weights,
 optimizer state and step are the whole state. `train.batch_size` is the global batch; under DDP each rank takes
@@ -34,7 +35,7 @@ import configs
 import envs
 from configs import ConfigError
 from worldmodels import JEPA, CheckpointError, ModelError, latent_health, provenance, read_checkpoint, save_checkpoint
-from worldmodels.metrics import model_metrics
+from worldmodels.metrics import model_metrics, planning_warning
 from worldmodels.training import (Episodes, TrainConfig, TrainingError, check_resume, dataset_path, init_model,
                                   open_dataset, train_step)
 
@@ -79,11 +80,11 @@ def train(cfg, tc: TrainConfig, env_cfg, logdir: Path, device: torch.device, ran
     resolved = OmegaConf.to_container(cfg, resolve=True)
     dataset = open_dataset(cfg.data.path, env_cfg)
     episodes = Episodes(dataset, tc.eval_episodes, tc.seq_len, cfg.model.history)
-    probe_env = envs.make(env_cfg)   # action bounds, and the task distance for eval/dist_spearman
+    probe_env = envs.make(env_cfg)   # action bounds; the task distance and state variables for model/
     model = init_model(dataset, episodes, env_cfg.obs_type, resolved["model"], probe_env.action_space.low,
                        probe_env.action_space.high, cfg.seed).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
-    start, metrics = 0, {}
+    start, metrics, train_time = 0, {}, 0.0
     if cfg.resume:
         saved = read_checkpoint(logdir / CHECKPOINT)
         saved["meta"]["config"]["model"].setdefault("history", 1)  # runs from before frame history had k = 1
@@ -91,10 +92,12 @@ def train(cfg, tc: TrainConfig, env_cfg, logdir: Path, device: torch.device, ran
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["training"]["optimizer"])
         start, metrics = saved["training"]["step"], dict(saved["meta"]["metrics"])
+        train_time = saved["meta"].get("train_time_s", float("nan"))   # nan: a run from before it was recorded
     trainer = DistributedDataParallel(model, broadcast_buffers=False) if world > 1 else model
     meta = {"env": asdict(env_cfg), "config": resolved, "seed": cfg.seed, "git_commit": provenance.git_commit(),
             "action_mean": model.action_mean.tolist(), "action_std": model.action_std.tolist(),
-            "data": {"path": cfg.data.path, "episodes": len(dataset), "episode_len": dataset.meta["episode_len"]},
+            "data": {"path": cfg.data.path, "episodes": len(dataset), "episode_len": dataset.meta["episode_len"],
+                     "train_episodes": episodes.n_train, "transitions": episodes.n_train * episodes.episode_len},
             "versions": provenance.versions(), "world_size": world, "metrics": metrics}
     writer = None
     if is_main:
@@ -103,7 +106,7 @@ def train(cfg, tc: TrainConfig, env_cfg, logdir: Path, device: torch.device, ran
         writer = SummaryWriter(str(logdir), purge_step=start if cfg.resume else None)
         writer.add_text("config", "    " + OmegaConf.to_yaml(OmegaConf.create(resolved)).replace("\n", "\n    "), start)
 
-    # ---- run: every rank steps; rank 0 logs train/ and eval/, and writes the checkpoints ------------------------
+    # ---- run: every rank steps; rank 0 logs train/ and model/, and writes the checkpoints ------------------------
     bar = tqdm(total=tc.steps, initial=start, desc=f"train {env_cfg.name}", unit="step", disable=not is_main)
     model.train()
     step_time, timed_steps = 0.0, 0
@@ -114,6 +117,7 @@ def train(cfg, tc: TrainConfig, env_cfg, logdir: Path, device: torch.device, ran
         obs, actions = episodes.batch(cfg.seed, step, tc.batch_size, rank, world)
         loss, pred_loss, reg_loss, z_all = train_step(trainer, model, optimizer, tc, obs, actions, cfg.seed, step)
         step_time, timed_steps = step_time + time.perf_counter() - t0, timed_steps + 1
+        train_time += time.perf_counter() - t0   # training steps only: no data collection, evaluation or saving
         done = step + 1
         bar.update(1)
         if not is_main:
@@ -128,13 +132,14 @@ def train(cfg, tc: TrainConfig, env_cfg, logdir: Path, device: torch.device, ran
             step_time, timed_steps = 0.0, 0
         if done % tc.eval_every == 0 or done == tc.steps:
             model.eval()
-            scalars.update(model_metrics(model, *episodes.held_out(), probe_env.distance))
+            scalars.update(model_metrics(model, *episodes.held_out(), probe_env.distance, probe_env.state_variables,
+                                         OmegaConf.select(cfg, "mpc.horizon")))
             model.train()
         for tag, value in scalars.items():
             writer.add_scalar(tag, value, done)
         meta["metrics"].update(scalars)
         if done % tc.ckpt_every == 0 or done == tc.steps:
-            meta.update(step=done)
+            meta.update(step=done, train_time_s=train_time)
             save_checkpoint(logdir / CHECKPOINT, model, meta, {"optimizer": optimizer.state_dict(), "step": done})
     bar.close()
     probe_env.close()
@@ -143,9 +148,13 @@ def train(cfg, tc: TrainConfig, env_cfg, logdir: Path, device: torch.device, ran
     if is_main:
         writer.close()
         save_checkpoint(logdir / FINAL_MODEL, model, meta)
-        shown = ", ".join(f"{k.split('/')[1]}={v:.4g}" for k, v in meta["metrics"].items() if k.startswith("eval/"))
-        print(f"trained {env_cfg.name} to step {tc.steps}: {shown}\ncheckpoint: {logdir / CHECKPOINT}\n"
-              f"model for planning: {logdir / FINAL_MODEL}")
+        shown = ", ".join(f"{k.removeprefix('model/')}={v:.4g}" for k, v in meta["metrics"].items()
+                          if k.startswith("model/"))
+        print(f"trained {env_cfg.name} to step {tc.steps} ({train_time:.0f} s of training steps): {shown}\n"
+              f"checkpoint: {logdir / CHECKPOINT}\nmodel for planning: {logdir / FINAL_MODEL}")
+        warning = planning_warning(meta["metrics"])
+        if warning:
+            print(f"WARNING: {warning}", file=sys.stderr)
     return model
 
 

@@ -14,6 +14,7 @@ import json
 import math
 import os
 import statistics
+import sys
 import tempfile
 from pathlib import Path
 
@@ -26,6 +27,7 @@ import worldmodels
 from agent import sharding
 from agent.logging import NearestFrames
 from agent.mpc import AgentError, Episode, MPCAgent, MPCConfig, PlanRecord
+from worldmodels.metrics import planning_warning
 
 REFERENCE_EPISODES, REFERENCE_EPISODE_LEN = 64, 8  # the fallback frame set for plan pictures: 576 frames
 Z95 = 1.959964
@@ -35,7 +37,8 @@ USER_ERRORS = (envs.EnvError, planners.PlannerError, worldmodels.ModelError, Age
 # ---- the model ------------------------------------------------------------------------------------------------
 def load_world_model(env_cfg: envs.EnvConfig, checkpoint: str | None = None, device: str = "cpu"):
     """(model frozen in eval mode, meta, checkpoint path) for `checkpoint` (None: the shipped
-    worldmodels/pretrained/<env>.pt) on `device`, checked to fit the env."""
+    worldmodels/pretrained/<env>.pt) on `device`, checked to fit the env. Warns on stderr when the metrics train.py
+    stored in it say the model is unusable for planning (`worldmodels.metrics.planning_warning`)."""
     if device != "cpu" and not (device.startswith("cuda") and torch.cuda.is_available()):
         raise AgentError(f"device={device!r}: choose cpu" + (" or cuda" if torch.cuda.is_available() else ""))
     path = Path(checkpoint) if checkpoint else worldmodels.checkpoint.PRETRAINED / f"{env_cfg.name}.pt"
@@ -48,6 +51,9 @@ def load_world_model(env_cfg: envs.EnvConfig, checkpoint: str | None = None, dev
     action_size = int(probe.action_space.shape[0])
     probe.close()
     check_model_fits_env(meta, env_cfg, action_size, model)
+    warning = planning_warning(meta.get("metrics", {}))
+    if warning:
+        print(f"WARNING: {path}: {warning}", file=sys.stderr)
     return model, meta, path
 
 

@@ -11,7 +11,7 @@ os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 import importlib
 from typing import Any, Mapping
 
-from envs.base import EnvConfig, EnvError, GoalEnv
+from envs.base import EnvConfig, EnvError, GoalEnv, StateVariable
 from envs.batch import EnvBatch
 
 ENVS = {
@@ -46,4 +46,4 @@ def make(cfg: EnvConfig | Mapping[str, Any] | str, **overrides) -> GoalEnv:
     return getattr(importlib.import_module(module), cls)(cfg)
 
 
-__all__ = ["ENVS", "EnvBatch", "EnvConfig", "EnvError", "GoalEnv", "env_config", "make"]
+__all__ = ["ENVS", "EnvBatch", "EnvConfig", "EnvError", "GoalEnv", "StateVariable", "env_config", "make"]

@@ -12,6 +12,9 @@ state; `goal_mode=trajectory` runs the data policy `goal_steps` NATIVE env steps
 counts dataset frames, i.e. native steps: 25 frames = 5 planner steps at action_block 5). A task already solved at
 its start is rejected and redrawn. `options={"start_state": s, "goal_state": g}` pins either one.
 
+Every env declares its `state_variables`: the named parts of `get_state()` (position, angle or velocity) and which
+of them the task's success depends on; world-model probes (`worldmodels.metrics`) read them.
+
 Beyond the gymnasium API every env offers `hold_action()` (the block action that keeps the agent still from the
 current state: the fallback when a plan is unusable) and `coverage(states)` (how well a set of data-policy states
 covers what the task needs; `envs.data.collect` reports it).
@@ -23,7 +26,7 @@ import os
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import gymnasium as gym
 import numpy as np
@@ -39,6 +42,19 @@ def occupied_share(points: np.ndarray, low, high, bins) -> float:
     points = np.asarray(points, dtype=np.float64).reshape(-1, len(bins))
     counts, _ = np.histogramdd(points, bins=bins, range=list(zip(low, high)))
     return float((counts > 0).mean())
+
+
+STATE_KINDS = ("position", "angle", "velocity")
+
+
+class StateVariable(NamedTuple):
+    """A named part of the state vector: `index` (its columns of get_state()), `kind` (one of STATE_KINDS; an angle
+    is one column, in radians, that may wrap) and `task` (whether success depends on it)."""
+
+    name: str
+    index: tuple[int, ...]
+    kind: str
+    task: bool
 
 
 class EnvError(ValueError):
@@ -72,14 +88,16 @@ class EnvConfig:
 
 
 class GoalEnv(gym.Env):
-    """Base of every env. Subclasses set `action_low`, `action_high` (native, shape (action_dim,)) and
-    `state_obs_dim`, call `super().__init__(cfg)` and implement the abstract methods below."""
+    """Base of every env. Subclasses set `action_low`, `action_high` (native, shape (action_dim,)),
+    `state_obs_dim` and `state_variables` (covering every column of get_state() once), call
+    `super().__init__(cfg)` and implement the abstract methods below."""
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
     max_task_tries = 1000
     action_low: np.ndarray
     action_high: np.ndarray
     state_obs_dim: int
+    state_variables: tuple[StateVariable, ...]
 
     def __init__(self, cfg: EnvConfig):
         self.cfg = cfg

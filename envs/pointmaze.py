@@ -15,7 +15,7 @@ from collections import deque
 import mujoco
 import numpy as np
 
-from envs.base import EnvConfig, EnvError, GoalEnv
+from envs.base import EnvConfig, EnvError, GoalEnv, StateVariable
 
 with contextlib.redirect_stderr(io.StringIO()):  # the package prints an unrelated Adroit notice on import
     from gymnasium_robotics.envs.maze import maps
@@ -30,6 +30,8 @@ START_JITTER = 0.25      # uniform jitter around a free cell's centre; the ball 
 
 class PointMazeEnv(GoalEnv):
     state_obs_dim = 4
+    state_variables = (StateVariable("xy", (0, 1), "position", task=True),
+                       StateVariable("velocity", (2, 3), "velocity", task=False))
 
     def __init__(self, cfg: EnvConfig):
         unknown = sorted(set(cfg.options) - {"layout"})

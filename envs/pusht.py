@@ -33,7 +33,7 @@ import numpy as np
 import pygame
 from gym_pusht.envs.pusht import PushTEnv as GymPushT
 
-from envs.base import EnvConfig, EnvError, GoalEnv, occupied_share
+from envs.base import EnvConfig, EnvError, GoalEnv, StateVariable, occupied_share
 
 TABLE = 512.0
 POS_TOLERANCE, ANGLE_TOLERANCE = 20.0, np.pi / 9
@@ -71,6 +71,12 @@ def tee_gap(agent_xy: np.ndarray, block_xy: np.ndarray, block_angle: np.ndarray)
 
 class PushTEnv(GoalEnv):
     state_obs_dim = 8
+    state_variables = (StateVariable("agent_xy", (0, 1), "position", task=True),    # success: agent and block
+                       StateVariable("block_xy", (2, 3), "position", task=True),    # xy jointly, and the angle
+                       StateVariable("block_angle", (4,), "angle", task=True),
+                       StateVariable("agent_velocity", (5, 6), "velocity", task=False),
+                       StateVariable("block_velocity", (7, 8), "velocity", task=False),
+                       StateVariable("block_angular_velocity", (9,), "velocity", task=False))
 
     def __init__(self, cfg: EnvConfig):
         unknown = sorted(set(cfg.options) - {"relative_actions"})

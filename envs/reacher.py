@@ -16,7 +16,7 @@ import mujoco
 import numpy as np
 from dm_control import suite
 
-from envs.base import EnvConfig, EnvError, GoalEnv, occupied_share
+from envs.base import EnvConfig, EnvError, GoalEnv, StateVariable, occupied_share
 
 SUCCESS_TOLERANCE = 0.05  # rad, per joint
 CAMERA_HEIGHT = 0.62      # the frame spans +-0.26 m at the arm's height; the reach is 0.22 m
@@ -32,6 +32,9 @@ def wrap(angle):
 
 class ReacherEnv(GoalEnv):
     state_obs_dim = 6
+    state_variables = (StateVariable("shoulder", (0,), "angle", task=True),
+                       StateVariable("wrist", (1,), "angle", task=True),
+                       StateVariable("joint_velocity", (2, 3), "velocity", task=False))
     action_low = np.array([-1.0, -1.0])
     action_high = np.array([1.0, 1.0])
 

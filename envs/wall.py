@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from envs.base import EnvConfig, EnvError, GoalEnv, occupied_share
+from envs.base import EnvConfig, EnvError, GoalEnv, StateVariable, occupied_share
 
 ARENA = 64.0
 WALL_X, WALL_HALF = 32.0, 2.0            # the wall occupies x in [30, 34]
@@ -38,6 +38,7 @@ class WallEnv(GoalEnv):
     action_low = -np.ones(2)
     action_high = np.ones(2)
     state_obs_dim = 2
+    state_variables = (StateVariable("xy", (0, 1), "position", task=True),)
 
     def __init__(self, cfg: EnvConfig):
         unknown = sorted(set(cfg.options) - set(DEFAULT_OPTIONS))

@@ -37,7 +37,7 @@ def weights(model) -> dict:
 
 
 def test_run_writes_checkpoint_and_tensorboard(dataset, tmp_path):
-    model = train.run(config(dataset, tmp_path, "train.steps=4", "train.ckpt_every=2"))
+    model = train.run(config(dataset, tmp_path, "train.steps=4", "train.ckpt_every=2", "mpc.horizon=4"))
     loaded, meta = load_checkpoint(tmp_path / "checkpoint.pt", env="wall", obs_type="pixels")
     for k, v in weights(model).items():
         assert torch.equal(loaded.state_dict()[k], v), k
@@ -49,8 +49,13 @@ def test_run_writes_checkpoint_and_tensorboard(dataset, tmp_path):
     assert meta["env"]["image_size"] == 16 and meta["config"]["model"]["latent_dim"] == 8
     assert {"git_commit", "versions", "action_mean", "action_std", "seed"} <= set(meta)
     for key in ("train/pred_loss", "train/reg_loss", "train/effective_rank", "perf/steps_per_s",
-                "eval/rel_err_k1", "eval/rel_err_k5", "eval/rel_err_k6", "eval/probe_r2", "eval/dist_spearman"):
+                "model/rel_err_k1", "model/rel_err_k4", "model/rel_err_k5", "model/rel_err_k6", "model/probe_r2",
+                "model/probe_r2/xy",
+                "model/dist_spearman"):
         assert key in meta["metrics"], key
+    assert not any(k.startswith("eval/") for k in meta["metrics"])
+    assert meta["train_time_s"] > 0
+    assert meta["data"]["train_episodes"] == 12 and meta["data"]["transitions"] == 12 * 6   # 16 - 4 held out
     assert list(tmp_path.glob("events.out.tfevents.*"))
 
 
@@ -137,7 +142,7 @@ def test_frame_history_trains_resumes_exactly_and_evaluates(dataset, tmp_path, m
     for k, v in uninterrupted.items():
         assert torch.equal(resumed[k], v), k
     model, meta = load_checkpoint(tmp_path / "a" / "model.pt")
-    assert model.history == 2 and meta["config"]["model"]["history"] == 2 and "eval/rel_err_k1" in meta["metrics"]
+    assert model.history == 2 and meta["config"]["model"]["history"] == 2 and "model/rel_err_k1" in meta["metrics"]
     argv = [f"checkpoint={tmp_path / 'a' / 'model.pt'}", "env.image_size=16", f"logdir={tmp_path / 'eval'}",
             "episodes=2", "batch=2", "log_videos=1", "mpc.horizon=3", "mpc.budget=2", "planner.iters=4",
             "planner.iters_warm=2", "planner.sync_every=2"]
@@ -156,3 +161,11 @@ def test_resume_with_another_history_is_one_line_and_runs_from_before_history_re
     del payload["meta"]["config"]["model"]["history"], payload["model_config"]["history"]   # written before history
     torch.save(payload, tmp_path / "checkpoint.pt")
     assert train.run(config(dataset, tmp_path, "train.steps=2", "resume=true")).history == 1
+
+
+def test_a_model_unusable_for_planning_gets_a_warning_at_the_end(dataset, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(train, "model_metrics", lambda *args: {"model/rel_err_k1": 1.3, "model/dist_spearman": 0.2})
+    train.run(config(dataset, tmp_path, "train.steps=2"))
+    err = capsys.readouterr().err
+    assert "WARNING: the world model may be unusable for planning (model/rel_err_k1=1.3 >= 1" in err
+    assert "Train longer" in err and "dist_spearman=0.2" not in err

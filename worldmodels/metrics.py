@@ -1,10 +1,15 @@
 """How good a trained world model is on held-out episodes, in the numbers that matter for planning with it.
 
-`model_metrics` returns the `eval/` scalars train.py logs and stores in checkpoints (model cards read them):
+`model_metrics` returns the `model/` scalars train.py logs and stores in checkpoints (model cards read them):
 open-loop k-step prediction error, absolute and relative to a constant-latent baseline; a linear probe
-latent -> physical state (R^2); and how well latent distance ranks the env's task distance (Spearman).
+latent -> each of the env's state variables (R^2); and how well latent distance ranks the env's task distance
+(Spearman). Checkpoints written before the `eval/` -> `model/` rename store `eval/<name>`: read them with
+`stored`.
+`planning_warning` says when a model's numbers make it unusable for planning.
 """
 from __future__ import annotations
+
+import math
 
 import torch
 
@@ -15,13 +20,14 @@ CHUNK = 512  # frames encoded at once (bounds memory)
 
 @torch.no_grad()
 def model_metrics(model, obs: torch.Tensor, actions: torch.Tensor, states: torch.Tensor,
-                  task_distance=None) -> dict[str, float]:
+                  task_distance=None, state_variables=(), plan_horizon: int | None = None) -> dict[str, float]:
     """Open-loop k-step latent prediction error on held-out episodes (mean over episodes and start frames of
-    ||s_hat_{t+k} - E(o_{t+k})||^2), for k = 1, 5 and the episode length H, each also relative to the
-    constant-latent baseline ||E(o_t) - E(o_{t+k})||^2; a linear probe latent -> physical state (R^2); and, given
-    the env's `task_distance(state, goal)`, how well latent distance ranks task distance over random pairs of
-    held-out frames (Spearman): the planner's cost is latent distance, so a low value means a cost landscape
-    that is flat away from the goal however well the model predicts.
+    ||s_hat_{t+k} - E(o_{t+k})||^2), for k = 1, 5, the planning horizon and the episode length H (those <= H), each
+    also relative to the constant-latent baseline ||E(o_t) - E(o_{t+k})||^2; given the env's `state_variables`, a
+    linear probe latent -> each variable (R^2, see `linear_probe_r2`; `model/probe_r2` = mean over the variables
+    success depends on); and, given the env's `task_distance(state, goal)`, how well latent distance ranks task
+    distance over random pairs of held-out frames (Spearman): the planner's cost is latent distance, so a low value
+    means a cost landscape that is flat away from the goal however well the model predicts.
     obs (E, T+1, ...) raw, actions (E, T, A) native, states (E, T+1, S). Frames before an episode's first one,
     which the windows of its first `model.history` - 1 frames reach, repeat it (as in training and the agent)."""
     E, T = actions.shape[:2]
@@ -29,17 +35,21 @@ def model_metrics(model, obs: torch.Tensor, actions: torch.Tensor, states: torch
     z = torch.cat([model.encode(episode_windows(obs[i:i + per_chunk], model.history))
                    for i in range(0, E, per_chunk)])                                  # (E, T+1, D)
     metrics = {}
-    ks = sorted({k for k in (1, 5, T) if k <= T})
+    ks = sorted({k for k in (1, 5, plan_horizon or 1, T) if k <= T})
     for k, pred in enumerate(model.open_loop(z[:, :-1], model.normalize_actions(actions.to(model.device))), 1):
         if k in ks:
             err = (pred - z[:, k:]).pow(2).sum(-1).mean().item()
             baseline = (z[:, :-k] - z[:, k:]).pow(2).sum(-1).mean().item()
-            metrics[f"eval/pred_err_k{k}"] = err
-            metrics[f"eval/rel_err_k{k}"] = err / max(baseline, 1e-12)
-    metrics["eval/probe_r2"] = linear_probe_r2(z.cpu(), states)
+            metrics[f"model/pred_err_k{k}"] = err
+            metrics[f"model/rel_err_k{k}"] = err / max(baseline, 1e-12)
+    if state_variables:
+        r2 = linear_probe_r2(z.cpu(), states, state_variables)
+        metrics.update({f"model/probe_r2/{name}": value for name, value in r2.items()})
+        task = [r2[v.name] for v in state_variables if v.task and not math.isnan(r2[v.name])]
+        metrics["model/probe_r2"] = sum(task) / len(task) if task else float("nan")
     if task_distance is not None:
-        metrics["eval/dist_spearman"] = distance_rank_correlation(z.cpu().flatten(0, 1), states.flatten(0, 1),
-                                                                  task_distance)
+        metrics["model/dist_spearman"] = distance_rank_correlation(z.cpu().flatten(0, 1), states.flatten(0, 1),
+                                                                   task_distance)
     return metrics
 
 
@@ -53,18 +63,56 @@ def distance_rank_correlation(z: torch.Tensor, states: torch.Tensor, task_distan
     return torch.corrcoef(torch.stack([rank(latent), rank(task)]))[0, 1].item()
 
 
-def linear_probe_r2(z: torch.Tensor, states: torch.Tensor) -> float:
-    """Least squares latent -> state fitted on the first half of the episodes, R^2 on the second half
-    (mean over state dimensions that vary)."""
+def linear_probe_r2(z: torch.Tensor, states: torch.Tensor, state_variables) -> dict[str, float]:
+    """{variable name: R^2} of one least-squares map latent -> every variable's probe targets, fitted on the first
+    half of the episodes, scored on the second. An angle's targets are its (cos, sin): a raw angle wraps, jumping by
+    2 pi where nothing moved, which no linear map of a smooth latent can follow. Positions and velocities are their
+    columns raw. A variable of several targets (an xy, an angle's pair) gets one R^2 over them jointly
+    (1 - residual / total sum of squares); NaN if it does not vary on the second half.
+    z (E, T, D), states (E, T, S); `state_variables`: items with .name, .index (state columns), .kind (an env's
+    `state_variables`)."""
+    targets = []
+    for v in state_variables:
+        x = states[..., list(v.index)].double()                                    # (E, T, len(index))
+        targets.append(torch.cat([x.cos(), x.sin()], -1) if v.kind == "angle" else x)
+    owner = torch.cat([torch.full((t.shape[-1],), i) for i, t in enumerate(targets)])   # (F,) each target's variable
+    y = torch.cat(targets, -1)                                                     # (E, T, F)
+    x = torch.cat([z.double(), torch.ones(*z.shape[:2], 1, dtype=torch.float64)], -1)   # (E, T, D+1)
     half = max(1, len(z) // 2)
-    x = torch.cat([z, torch.ones(*z.shape[:2], 1)], -1).double()                 # (E, T+1, D+1)
-    y = states.double()
     fit_x, fit_y = x[:half].flatten(0, 1), y[:half].flatten(0, 1)
     test_x, test_y = x[half:].flatten(0, 1), y[half:].flatten(0, 1)
     if len(test_x) == 0:
         test_x, test_y = fit_x, fit_y
-    weights = torch.linalg.lstsq(fit_x, fit_y).solution
-    residual = (test_x @ weights - test_y).pow(2).sum(0)
-    total = (test_y - test_y.mean(0)).pow(2).sum(0)
-    varies = total > 1e-8 * len(test_y)
-    return (1 - residual[varies] / total[varies]).mean().item() if varies.any() else float("nan")
+    # SVD-based: trained latents are often near rank-deficient (effective rank ~12-20 of 64), where the default
+    # QR driver (gelsy) can return a poor fit
+    weights = torch.linalg.lstsq(fit_x, fit_y, driver="gelsd").solution            # (D+1, F)
+    per_variable = torch.zeros(2, len(targets), dtype=torch.float64).index_add_(1, owner, torch.stack([
+        (test_x @ weights - test_y).pow(2).sum(0), (test_y - test_y.mean(0)).pow(2).sum(0)]))   # (2, V)
+    residual, total = per_variable
+    r2 = torch.where(total > 1e-8 * len(test_y), 1 - residual / total, float("nan"))
+    return {v.name: value.item() for v, value in zip(state_variables, r2)}
+
+
+def stored(metrics: dict, name: str) -> float | None:
+    """A checkpoint's metric `name` (e.g. "rel_err_k1"): `model/<name>`, else `eval/<name>` as checkpoints written
+    before the rename store it; None if neither is there."""
+    return metrics.get(f"model/{name}", metrics.get(f"eval/{name}"))
+
+
+def planning_warning(metrics: dict) -> str | None:
+    """What is wrong, and what to do, when a model learned nothing usable for planning: its 1-step prediction is
+    no better than predicting that nothing moves (rel_err_k1 >= 1), or its latent distance does not rank the task
+    distance (dist_spearman <= 0, so the planner's cost points nowhere); None when neither holds or is measured."""
+    rel, rank = stored(metrics, "rel_err_k1"), stored(metrics, "dist_spearman")
+    problems = []
+    if rel is not None and rel >= 1:
+        problems.append(f"model/rel_err_k1={rel:.3g} >= 1: its 1-step prediction is no better than predicting that "
+                        f"nothing moves")
+    if rank is not None and rank <= 0:
+        problems.append(f"model/dist_spearman={rank:.3g} <= 0: its latent distance does not rank the task distance, "
+                        f"so the planner's cost gives no direction to the goal")
+    if not problems:
+        return None
+    return ("the world model may be unusable for planning (" + "; ".join(problems) + "). Train longer "
+            "(train.steps) and check in TensorBoard that model/rel_err_k1 falls well below 1 and model/dist_spearman "
+            "rises above 0 (README: the SIGReg weight matters for planning)")

@@ -49,7 +49,7 @@ class TrainConfig:
     regularizer: str
     reg_weight: float
     sigreg_projections: int
-    eval_episodes: int         # the dataset's last episodes, held out for eval/
+    eval_episodes: int         # the dataset's last episodes, held out for model/
     ckpt_every: int
     eval_every: int
     log_every: int

@@ -2,8 +2,9 @@
 import json
 
 import pytest
+import torch
 
-from agent.evaluation import episode_seeds, summarize, wilson, write_json
+from agent.evaluation import episode_seeds, load_world_model, summarize, wilson, write_json
 from agent.mpc import Episode, PlanRecord
 
 
@@ -51,3 +52,17 @@ def test_write_json_is_atomic_and_makes_the_folder(tmp_path):
 def test_episode_seeds_are_a_prefix_stable_function_of_the_run_seed():
     assert episode_seeds(0, 3) == episode_seeds(0, 10)[:3] and episode_seeds(0, 3) != episode_seeds(1, 3)
     assert episode_seeds(0, 2) == [2968811710, 3677149159]
+
+
+def test_load_world_model_warns_about_a_model_unusable_for_planning(tmp_path, tiny_checkpoint, capsys):
+    from envs import env_config
+    path = tiny_checkpoint(tmp_path / "wall.pt", "state")
+    load_world_model(env_config("wall", obs_type="state"), str(path))
+    assert "WARNING" not in capsys.readouterr().err          # no metrics stored: nothing to warn about
+    payload = torch.load(path, weights_only=True)
+    payload["meta"]["metrics"] = {"eval/rel_err_k1": 0.05, "eval/dist_spearman": -0.2}   # keys from before model/
+    torch.save(payload, path)
+    load_world_model(env_config("wall", obs_type="state"), str(path))
+    err = capsys.readouterr().err
+    assert err.startswith(f"WARNING: {path}:") and "model/dist_spearman=-0.2 <= 0" in err and "Train longer" in err
+    assert err.count("\n") == 1

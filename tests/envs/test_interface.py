@@ -130,3 +130,17 @@ def test_pixel_xy_marks_the_agent_where_the_frame_draws_it(name):
             assert abs(xs.mean() + 0.5 - x) < tol and abs(ys.mean() + 0.5 - y) < tol
     finally:
         env.close()
+
+
+def test_state_variables_cover_the_state_and_name_what_success_depends_on(env):
+    """Every column of get_state() belongs to exactly one declared variable, and the task variables are exactly the
+    ones the task distance reads: moving a task variable changes the distance, moving the others does not."""
+    columns = [i for v in env.state_variables for i in v.index]
+    assert sorted(columns) == list(range(STATE_DIM[env.cfg.name]))
+    assert all(v.kind in envs.base.STATE_KINDS and (v.kind != "angle" or len(v.index) == 1)
+               for v in env.state_variables)
+    goal = env.reset(seed=3)[1]["goal_state"]
+    for v in env.state_variables:
+        moved = goal.copy()
+        moved[list(v.index)] += 0.3
+        assert (env.distance(moved, goal) > 0) == v.task, v.name

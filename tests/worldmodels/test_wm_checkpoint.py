@@ -22,7 +22,7 @@ def make_model(history: int = 1) -> JEPA:
 
 
 META = {"env": {"name": "wall", "obs_type": "pixels", "action_block": 2}, "config": {"train": {"lr": 0.001}},
-        "git_commit": None, "metrics": {"eval/rel_err_k1": 0.1}, "step": 7}
+        "git_commit": None, "metrics": {"model/rel_err_k1": 0.1}, "step": 7}
 
 
 @pytest.fixture
