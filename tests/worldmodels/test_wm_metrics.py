@@ -63,9 +63,10 @@ def test_linear_probe_r2_scores_a_wrapping_angle_by_its_cos_and_sin():
 class Identity(torch.nn.Module):
     """A 'model' whose latent is its observation and whose prediction is s + a: exact for obs_{t+1} = obs_t + a_t."""
     device = torch.device("cpu")
+    history = 1
 
-    def encode(self, obs):
-        return obs.float()
+    def encode(self, windows):  # (..., 1, 4) windows of one frame
+        return windows[..., 0, :].float()
 
     def normalize_actions(self, a):
         return a
