@@ -190,7 +190,7 @@ def run_cell(cfg, shard, model, planner, mpc: MPCConfig, h: int, tasks: Tasks, s
     None on the others."""
     ran = run_episodes(model, planner, mpc, tasks.env_cfg, seeds, cfg.batch, cfg.seed, shard,
                        options=lambda i: {"start_state": tasks(h, i)[0], "goal_state": tasks(h, i)[1]},
-                       env_batches=batches, on_chunk=lambda eps: bar.update(len(eps)))
+                       env_batches=batches, on_chunk=lambda k, eps, recs: bar.update(len(eps)))
     if ran is None:
         return None
     episodes, records = ran
