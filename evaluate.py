@@ -10,6 +10,9 @@ Success counts reaching the goal at ANY env step within
 while `mpc.stop_on_success` ends episodes at success). Tasks solved at reset are excluded from both and counted.
 The same seed and config give the same results.json apart from the timings (keys ending in `_s`).
 Every input is checked before anything is written; a bad one is a one-line error and exit code 2.
+TensorBoard gets each episode as it ends. Ctrl-C writes a partial results.json ("complete": false: the finished
+episodes and chunks) and exits 130; `resume=true` with the same logdir and config runs the chunks not finished
+and ends with an uninterrupted run's results.
 The pieces (loading the model, running and summarising episodes) are in agent/evaluation.py.
 """
 import os
