@@ -93,7 +93,7 @@ def run_episodes(model, planner, mpc: MPCConfig, env_cfg: envs.EnvConfig, seeds:
     its seed); the first `record` episodes keep frames and their first plan's latents. Chunks in `skip` are not
     run (a resumed evaluation has them). Live, on this rank: `on_plan(record)` after every solve,
     `on_episode(i, episode)` when episode i (its index in `seeds`) ends, `on_chunk(k, episodes, records)` after
-    chunk k; rank 0 also gets the other ranks' episodes and solves through them once they are gathered.
+    chunk k; rank 0 also gets the other ranks' solves and episodes through on_plan and on_episode once gathered.
     EnvBatches are kept by size in `env_batches` for the caller to reuse and close (None: closed here). Returns, on
     rank 0, every rank's episodes and plan records in episode order (skipped chunks left out); None on the others."""
     batches = {} if env_batches is None else env_batches
