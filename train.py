@@ -1,6 +1,6 @@
 """Train a JEPA world model on data-policy episodes of one env.
 
-    python train.py [env=NAME] [data.path=DIR] [logdir=DIR] [resume=true] [seed=S] [device=cuda]
+    python train.py [env=NAME] [data.path=DIR] [logdir=DIR] [resume=true] [seed=S] [device=cuda] [threads=N]
                     [model.KEY=V] [train.KEY=V] ...                      (defaults: configs/train.yaml + env yaml)
     torchrun --nproc_per_node=2 train.py env=NAME ...                   (DDP: gloo on CPU, NCCL on CUDA)
 
@@ -33,6 +33,7 @@ from tqdm import tqdm
 
 import configs
 import envs
+from agent.logging import tensorboard_command
 from configs import ConfigError
 from worldmodels import JEPA, CheckpointError, ModelError, latent_health, provenance, read_checkpoint, save_checkpoint
 from worldmodels.metrics import model_metrics, planning_warning
@@ -46,6 +47,8 @@ def run(cfg) -> JEPA:
     world, rank = int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("RANK", 0))
     if not (cfg.device == "cpu" or (cfg.device.startswith("cuda") and torch.cuda.is_available())):
         raise ConfigError(f"device={cfg.device!r}: choose cpu" + (" or cuda" if torch.cuda.is_available() else ""))
+    if cfg.threads is not None and cfg.threads < 1:
+        raise ConfigError(f"threads={cfg.threads}: must be >= 1, or null for torch's default")
     tc = TrainConfig(**OmegaConf.to_container(cfg.train, resolve=True))
     if tc.batch_size % world:
         raise ConfigError(f"train.batch_size={tc.batch_size} is not divisible by the {world} DDP processes")
@@ -59,6 +62,8 @@ def run(cfg) -> JEPA:
         raise CheckpointError(f"resume=true but {str(logdir / CHECKPOINT)!r} does not exist")
     if not cfg.resume and (logdir / CHECKPOINT).exists():
         raise ConfigError(f"logdir={str(logdir)!r} already holds a run; pass resume=true or choose another logdir")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)  # per process: under torchrun each rank sets its own
     device = torch.device(cfg.device)
     if world > 1:
         if device.type == "cuda":
@@ -151,7 +156,8 @@ def train(cfg, tc: TrainConfig, env_cfg, logdir: Path, device: torch.device, ran
         shown = ", ".join(f"{k.removeprefix('model/')}={v:.4g}" for k, v in meta["metrics"].items()
                           if k.startswith("model/"))
         print(f"trained {env_cfg.name} to step {tc.steps} ({train_time:.0f} s of training steps): {shown}\n"
-              f"checkpoint: {logdir / CHECKPOINT}\nmodel for planning: {logdir / FINAL_MODEL}")
+              f"checkpoint: {logdir / CHECKPOINT}\nmodel for planning: {logdir / FINAL_MODEL}\n"
+              f"TensorBoard: {tensorboard_command(logdir)}")
         warning = planning_warning(meta["metrics"])
         if warning:
             print(f"WARNING: {warning}", file=sys.stderr)

@@ -91,26 +91,33 @@ def episode_seeds(seed: int, n: int) -> list[int]:
 
 def run_episodes(model, planner, mpc: MPCConfig, env_cfg: envs.EnvConfig, seeds: list[int], batch: int, seed: int,
                  shard: sharding.Shard = sharding.Shard(), options=None, record: int = 0,
-                 env_batches: dict | None = None, on_chunk=None) -> tuple[list[Episode], list[PlanRecord]] | None:
+                 env_batches: dict | None = None, on_chunk=None, on_plan=None, on_episode=None,
+                 skip=frozenset()) -> tuple[list[Episode], list[PlanRecord]] | None:
     """The episodes with env seeds `seeds`, run in chunks of `batch` (one EnvBatch, one batched planner call per
     control step), this rank's chunks here; chunk k's planner noise comes from (seed, k) alone, so the results do
     not depend on the number of ranks. `options(i)`: episode i's reset options (None: the env draws the task from
-    its seed); the first `record` episodes keep frames and their first plan's latents; `on_chunk(episodes)` after
-    every chunk. EnvBatches are kept by size in `env_batches` for the caller to reuse and close (None: closed
-    here). Returns, on rank 0, every rank's episodes and plan records in episode order; None on the others."""
+    its seed); the first `record` episodes keep frames and their first plan's latents. Chunks in `skip` are not
+    run (a resumed evaluation has them). Live, on this rank: `on_plan(record)` after every solve,
+    `on_episode(i, episode)` when episode i (its index in `seeds`) ends, `on_chunk(k, episodes, records)` after
+    chunk k; rank 0 also gets the other ranks' solves and episodes through on_plan and on_episode once gathered.
+    EnvBatches are kept by size in `env_batches` for the caller to reuse and close (None: closed here). Returns, on
+    rank 0, every rank's episodes and plan records in episode order (skipped chunks left out); None on the others."""
     batches = {} if env_batches is None else env_batches
     done = []
     try:
         for k, chunk in shard.chunks(len(seeds), batch):
+            if k in skip:
+                continue
             if len(chunk) not in batches:
                 batches[len(chunk)] = envs.EnvBatch(env_cfg, len(chunk))
             agent = MPCAgent(model, planner, mpc, generator=sharding.chunk_generator(seed, k, model.device))
             eps, recs = agent.run(batches[len(chunk)], [seeds[i] for i in chunk],
                                   None if options is None else [options(i) for i in chunk],
-                                  record=[i < record for i in chunk])
+                                  record=[i < record for i in chunk], on_plan=on_plan,
+                                  on_episode=on_episode and (lambda j, ep, chunk=chunk: on_episode(chunk[j], ep)))
             done.append((k, (eps, recs)))
             if on_chunk is not None:
-                on_chunk(eps)
+                on_chunk(k, eps, recs)
     finally:
         if env_batches is None:
             for env_batch in batches.values():
@@ -118,6 +125,11 @@ def run_episodes(model, planner, mpc: MPCConfig, env_cfg: envs.EnvConfig, seeds:
     parts = shard.gather(done)
     if not shard.main:
         return None
+    for k, (eps, recs) in (item for part in parts[1:] for item in part):  # the other ranks' chunks
+        for rec in recs if on_plan else ():
+            on_plan(rec)
+        for j, ep in enumerate(eps if on_episode else ()):
+            on_episode(k * batch + j, ep)
     merged = sharding.merge_chunks(parts)
     return [e for eps, _ in merged for e in eps], [r for _, recs in merged for r in recs]
 

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import io
 import os
+import shlex
+import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Callable
@@ -38,6 +40,7 @@ from agent.pictures import PlanPanel, episode_frames, frame_strip, plan_picture
 RESULTS, TRAJECTORY = "eval", "trajectory"
 RATES = ("success_rate", "success_final_rate")  # running curves over the episodes, logged by `episode`
 PLAN_PICTURE_STEPS = 3  # control steps shown in a plan picture: the first, the middle and the last plan
+FLUSH_SECS = 10
 ToPixel = Callable[[np.ndarray], np.ndarray]  # (N, S) true env states -> (N, 2) pixel xy in the env's frames
 
 
@@ -118,9 +121,20 @@ def hparam_value(value):
     return str(value)
 
 
+def tensorboard_command(logdir) -> str:
+    """A command that opens `logdir` in TensorBoard as printed: the `tensorboard` beside the running Python (the
+    project's .venv/bin/tensorboard when run from the venv), else `python -m tensorboard.main`."""
+    exe = Path(sys.executable).parent / "tensorboard"
+    if exe.exists():
+        tool = os.path.relpath(exe) if exe.is_relative_to(Path.cwd()) else str(exe)
+        return shlex.join([tool, "--logdir", str(logdir)])
+    return shlex.join([sys.executable, "-m", "tensorboard.main", "--logdir", str(logdir)])
+
+
 class EvalLogger:
-    """The evaluation's TensorBoard writer. `solve` after every planner call, `episode` after every episode (in
-    episode order), `finish` once with the run's numbers.
+    """The evaluation's TensorBoard writer. `solve` after every planner call, `episode` as each episode ends (any
+    order; the index is the episode's place in the run), `finish` once with the run's numbers. Everything is on
+    disk after each `episode` (and at most FLUSH_SECS after a solve), so TensorBoard shows a run while it goes.
 
     nearest: reference samples for plan pictures (None: no plan pictures).
     to_pixel: the env's map from true states to pixel xy in its frames (`GoalEnv.pixel_xy`); with it (and
@@ -130,7 +144,7 @@ class EvalLogger:
 
     def __init__(self, logdir: str, nearest: NearestFrames | None = None, to_pixel: ToPixel | None = None,
                  frame_strip: bool = False):
-        self.writer = SummaryWriter(logdir)
+        self.writer = SummaryWriter(logdir, flush_secs=FLUSH_SECS)
         self.nearest, self.to_pixel, self.frame_strip = nearest, to_pixel, frame_strip
         self.solves = 0
         self.counted = self.successes = self.successes_final = 0
@@ -156,15 +170,21 @@ class EvalLogger:
             self.curve_count[key] = _pad(self.curve_count[key], n) + _pad(finite.sum(1).float(), n)
         self.solves += 1
 
+    def count(self, trivial: bool, success: bool, success_final: bool) -> None:
+        """Count an episode in the running rates without logging it (one an interrupted run logged already)."""
+        if not trivial:
+            self.counted += 1
+            self.successes += success
+            self.successes_final += success_final
+
     def episode(self, index: int, ep: Episode) -> None:
-        """Its distance curve, the running success rates, and for recorded episodes the video and plan picture."""
+        """Its distance curve, the running success rates, and for recorded episodes the video and plan picture;
+        flushed to disk."""
         w = self.writer
         for t, d in enumerate(ep.distances):
             w.add_scalar(f"{TRAJECTORY}/{index:04d}/distance", d, t)
+        self.count(ep.trivial, ep.success, ep.success_final)
         if not ep.trivial:
-            self.counted += 1
-            self.successes += ep.success
-            self.successes_final += ep.success_final
             w.add_scalar(f"{RESULTS}/success_rate", self.successes / self.counted, self.counted)
             w.add_scalar(f"{RESULTS}/success_final_rate", self.successes_final / self.counted, self.counted)
         if ep.frames and ep.goal_frame is not None:
@@ -175,6 +195,7 @@ class EvalLogger:
             drawn = self._plan_picture(index, ep)
             if (not drawn or self.frame_strip) and self.nearest.frames is not None:
                 self._frame_strip(index, ep, "plan/strip" if drawn else "plan/picture")
+        w.flush()
 
     def _plan_picture(self, index: int, ep: Episode) -> bool:
         """The plan drawn on the frame at a few control steps; False if positions are not available."""
@@ -214,6 +235,9 @@ class EvalLogger:
         buf = io.BytesIO()
         Image.fromarray(picture).save(buf, format="PNG")
         self.writer.file_writer.add_summary(image_summary(tag, buf.getvalue(), *picture.shape[:2]))
+
+    def close(self) -> None:
+        self.writer.close()
 
     def finish(self, metrics: dict[str, float], hparams_dict: dict, config: str | dict,
                resolved: dict | None = None, discrete: dict[str, list] | None = None,

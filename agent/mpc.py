@@ -163,10 +163,10 @@ class MPCAgent:
         return self.model.encode(torch.as_tensor(windows, device=self.model.device))  # (N, k, ...) -> (N, D)
 
     def run(self, envs, seeds: list[int], options_list: list[dict] | None = None, record: list[bool] | None = None,
-            on_plan=None) -> tuple[list[Episode], list[PlanRecord]]:
+            on_plan=None, on_episode=None) -> tuple[list[Episode], list[PlanRecord]]:
         """Run len(seeds) episodes at once in `envs` (an EnvBatch of that size; `options_list` goes to its reset).
         `record[i]` keeps episode i's frames, goal frame and first plan's latents; `on_plan(record)` is called
-        after every solve."""
+        after every solve, `on_episode(i, episode)` when episode i has ended (trivial ones at reset)."""
         cfg, model = self.cfg, self.model
         n = len(seeds)
         record = record or [False] * n
@@ -187,6 +187,8 @@ class MPCAgent:
                 episodes[i].goal_frame = (info["goal_obs"][i] if pixels
                                           else envs.envs[i].render_state(info["goal_state"][i]))
         done = np.array([e.trivial for e in episodes])
+        for i in np.flatnonzero(done if on_episode is not None else []):
+            on_episode(int(i), episodes[i])
         records: list[PlanRecord] = []
         prev, prev_rows, executed = None, None, 0  # the last plan, its episodes, planner steps executed from it
         t0 = time.perf_counter()
@@ -236,6 +238,8 @@ class MPCAgent:
                         e.frames.append(frames[i])
                         e.states.append(np.asarray(info["state"][i]))
                     done[i] = e.steps >= cfg.budget or (cfg.stop_on_success and e.success)
+                    if done[i] and on_episode is not None:
+                        on_episode(int(i), e)
                 if done.all():
                     break
             prev, prev_rows = plan, rows

@@ -23,7 +23,8 @@ from the episode's first plan call to the env step that reached the goal, median
 
 Outputs in DIR: cells/<planner>-H<h>-<mode>.json (one per finished cell, written atomically; a rerun with the same
 arguments skips them), budgets.json (timings and iteration counts, reused on rerun), results.json, results.md
-(the paper's layout), results.png, and TensorBoard runs tb/<cell> with HParams (`tensorboard --logdir DIR/tb`).
+(the paper's layout), results.png, and TensorBoard runs tb/<cell> with HParams
+(`.venv/bin/tensorboard --logdir DIR/tb`).
 """
 import os
 
@@ -49,7 +50,7 @@ import envs
 import planners
 from agent import MPCConfig, sharding
 from agent.evaluation import USER_ERRORS, episode_seeds, load_world_model, run_episodes, summarize, write_json
-from agent.logging import EvalLogger
+from agent.logging import EvalLogger, tensorboard_command
 from configs import ConfigError
 from worldmodels import provenance
 
@@ -191,7 +192,7 @@ def run_cell(cfg, shard, model, planner, mpc: MPCConfig, h: int, tasks: Tasks, s
     None on the others."""
     ran = run_episodes(model, planner, mpc, tasks.env_cfg, seeds, cfg.batch, cfg.seed, shard,
                        options=lambda i: {"start_state": tasks(h, i)[0], "goal_state": tasks(h, i)[1]},
-                       env_batches=batches, on_chunk=lambda eps: bar.update(len(eps)))
+                       env_batches=batches, on_chunk=lambda k, eps, recs: bar.update(len(eps)))
     if ran is None:
         return None
     episodes, records = ran
@@ -394,7 +395,7 @@ def write_results(cfg, logdir: Path, env_cfg, checkpoint, horizons, names, world
     (logdir / "results.md").write_text(markdown(results))
     plot(results, logdir / "results.png")
     print("\n" + markdown(results).split("## 95%")[0].split("\n\n", 2)[2])
-    print(f"results: {logdir / 'results.md'}\nTensorBoard: tensorboard --logdir {logdir / 'tb'}")
+    print(f"results: {logdir / 'results.md'}\nTensorBoard: {tensorboard_command(logdir / 'tb')}")
     return results
 
 

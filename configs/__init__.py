@@ -9,12 +9,14 @@
      (an int may stand for a float; a null key takes anything). `null` (or an empty value, `key=`) is accepted only
      by a key whose default is null or whose comment in the config file says what null means (`# null: ...`).
 Any mistake raises ConfigError with one line naming the bad value and the accepted ones; `main()` turns it
-(and the other user errors an entry point names) into that line on stderr and exit code 2.
+(and the other user errors an entry point names) into that line on stderr and exit code 2, and Ctrl-C into one
+line ("interrupted", or what an `Interrupted` says was kept) and exit code 130.
 `--help` lists every key of the composed config with its default and the comment after it in the YAML files
 (`key: value  # meaning`, read by `comments`), so the config files are the one place keys are documented.
 """
 from __future__ import annotations
 
+import os
 import re
 import sys
 from pathlib import Path
@@ -23,11 +25,15 @@ from typing import Callable, Sequence
 from omegaconf import DictConfig, OmegaConf
 
 CONFIG_DIR = Path(__file__).resolve().parent
-USAGE_EXIT = 2
+USAGE_EXIT, INTERRUPTED_EXIT = 2, 130  # 130 = 128 + SIGINT, what a shell reports for Ctrl-C
 
 
 class ConfigError(ValueError):
     """A bad config name, key or value; the message is one line for the user."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C caught by an entry point that saved what it had; the message is one line for the user."""
 
 
 def groups(config_dir: Path = CONFIG_DIR) -> list[str]:
@@ -182,13 +188,27 @@ def _show(value) -> str:
     return str(value)
 
 
-def help_text(entry: str, argv: Sequence[str] = (), config_dir: Path = CONFIG_DIR) -> str:
+def invocation(entry: str) -> str:
+    """How the running program was started, for `usage:` lines: `python -m PKG.MOD` for a module run with -m,
+    `python PATH` for a script, `python <entry>.py` when neither is known (e.g. under pytest)."""
+    main_module = sys.modules.get("__main__")
+    spec = getattr(main_module, "__spec__", None)
+    if spec is not None and spec.name not in ("__main__", "pytest", "pytest.__main__"):
+        return f"python -m {spec.name}"
+    script = getattr(main_module, "__file__", None)
+    if spec is None and script and Path(script).stem != "pytest":
+        return f"python {os.path.relpath(script) if not os.path.isabs(sys.argv[0]) else script}"
+    return f"python {entry}.py"
+
+
+def help_text(entry: str, argv: Sequence[str] = (), config_dir: Path = CONFIG_DIR, prog: str | None = None) -> str:
     """The `--help` page: the groups with their members, then every key of the config that `argv`'s group
-    choices compose, with its default and the comment after it in the config files."""
+    choices compose, with its default and the comment after it in the config files. `prog`: the usage line's
+    command (default `python <entry>.py`)."""
     cfg, chosen, (notes, flow), _ = _compose(entry, [a for a in argv if not a.startswith("-")], config_dir)
     picked = [f"{g}={name}" for g, name in chosen.items()]
     pad = max(map(len, picked), default=0)
-    lines = [f"usage: python {entry}.py [group=name ...] [key=value ...]", "",
+    lines = [f"usage: {prog or f'python {entry}.py'} [group=name ...] [key=value ...]", "",
              "groups (a member's file is merged at the root; `group=name --help` lists its keys):"]
     lines += [f"  {p:<{pad}}  choices: {', '.join(members(g, config_dir))}" for p, g in zip(picked, chosen)]
     lines += ["", "keys (key=value, values in YAML; null only for a key whose default is null or whose comment "
@@ -207,15 +227,19 @@ def help_text(entry: str, argv: Sequence[str] = (), config_dir: Path = CONFIG_DI
 
 def main(run: Callable[[DictConfig], object], entry: str, argv: Sequence[str] | None = None,
          user_errors: tuple[type[BaseException], ...] = (), config_dir: Path = CONFIG_DIR) -> int:
-    """Entry-point wrapper: load the config, call `run(cfg)`; user errors become one line on stderr and exit 2."""
+    """Entry-point wrapper: load the config, call `run(cfg)`; user errors become one line on stderr and exit 2,
+    Ctrl-C one line and exit 130."""
     argv = sys.argv[1:] if argv is None else argv
     try:
         if any(a in ("-h", "--help") for a in argv):
-            print(help_text(entry, [a for a in argv if a.partition("=")[0] in groups(config_dir)], config_dir),
-                  end="")
+            print(help_text(entry, [a for a in argv if a.partition("=")[0] in groups(config_dir)], config_dir,
+                            invocation(entry)), end="")
             return 0
         run(load_config(entry, argv, config_dir))
     except (ConfigError, *user_errors) as err:
         print(f"error: {err}", file=sys.stderr)
         return USAGE_EXIT
+    except KeyboardInterrupt as err:
+        print(str(err) or "interrupted", file=sys.stderr)
+        return INTERRUPTED_EXIT
     return 0

@@ -141,6 +141,11 @@ class PushTEnv(GoalEnv):
         small = pygame.transform.smoothscale(self._sim._draw(), (size, size))
         return np.ascontiguousarray(pygame.surfarray.array3d(small).transpose(1, 0, 2))
 
+    def pixel_xy(self, states: np.ndarray) -> np.ndarray:
+        """The agent's centre (what the planner moves; the block shows on the frame): the frame is the 512-unit
+        table scaled to image_size, x right and y down (pymunk drawn with positive_y_is_up=False)."""
+        return np.asarray(states, np.float64).reshape(len(states), -1)[:, :2] * (self.cfg.image_size / TABLE)
+
     def _state_obs(self) -> np.ndarray:
         s = self.get_state()
         return np.concatenate([s[0:4] / (TABLE / 2) - 1, np.cos(s[4:5]), np.sin(s[4:5]), s[5:7] / TABLE]

@@ -53,6 +53,11 @@ class ReacherEnv(GoalEnv):
         for name, radius in DRAW_RADIUS.items():
             model.geom_size[model.name2id(name, "geom"), 0] = radius
         model.cam_pos[model.name2id("fixed", "camera")] = (0.0, 0.0, CAMERA_HEIGHT)
+        camera, size = model.name2id("fixed", "camera"), cfg.image_size
+        depth = model.cam_pos[camera, 2] - model.body_pos[model.name2id("arm", "body"), 2]  # to the arm's plane
+        self._projection = (  # pixel_xy: link lengths, the camera's xy, pixels per metre in the arm's plane
+            model.body_pos[model.name2id("hand", "body"), 0], model.body_pos[model.name2id("finger", "body"), 0],
+            model.cam_pos[camera, :2].copy(), size / 2 / np.tan(np.deg2rad(model.cam_fovy[camera]) / 2) / depth)
         model.vis.quality.shadowsize = 0  # 4-6x faster small renders, no visible loss
         model.vis.quality.offsamples = 0
         self._renderer = None  # made on first draw: state-only use never opens a GL context
@@ -82,6 +87,16 @@ class ReacherEnv(GoalEnv):
             self._renderer = mujoco.Renderer(self.physics.model.ptr, self.cfg.image_size, self.cfg.image_size)
         self._renderer.update_scene(self.physics.data.ptr, camera="fixed")
         return self._renderer.render()
+
+    def pixel_xy(self, states: np.ndarray) -> np.ndarray:
+        """The fingertip (the `finger` body) through the top-down `fixed` camera: forward kinematics of the two
+        links, then the camera's perspective projection (it looks straight down, world x right and y up). Needs
+        no physics, so it works after `close`."""
+        q = np.asarray(states, np.float64).reshape(len(states), -1)[:, :2]  # (N, 2) shoulder, wrist
+        upper, lower, camera_xy, focal = self._projection
+        xy = (upper * np.stack([np.cos(q[:, 0]), np.sin(q[:, 0])], 1)
+              + lower * np.stack([np.cos(q.sum(1)), np.sin(q.sum(1))], 1))  # (N, 2) metres
+        return self.cfg.image_size / 2 + focal * (xy - camera_xy) * [1.0, -1.0]
 
     def _state_obs(self) -> np.ndarray:
         q, dq = self.physics.data.qpos, self.physics.data.qvel

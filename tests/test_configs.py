@@ -1,8 +1,12 @@
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from configs import ConfigError, comments, load_config, main
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -107,3 +111,16 @@ def test_help_of_the_real_entry_points_documents_their_main_keys():
     for key in ("episodes=50", "mpc.horizon=", "planner.samples=300", "env.obs_type=pixels", "log_videos=4"):
         line = next(line for line in text.splitlines() if line.strip().startswith(key))
         assert len(line.split(None, 1)) == 2, line  # a comment follows the value
+
+
+@pytest.mark.parametrize("command, usage", [
+    (["-m", "benchmarks.planner_sweep", "--help"], "usage: python -m benchmarks.planner_sweep "),
+    (["train.py", "--help"], "usage: python train.py "),
+    (["evaluate.py", "-h", "planner=cem"], "usage: python evaluate.py "),
+])
+def test_help_of_every_entry_point_names_its_real_invocation(command, usage):
+    """`python -m benchmarks.planner_sweep --help` used to print `usage: python benchmark.py`, a file that does
+    not exist."""
+    proc = subprocess.run([sys.executable, *command], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(usage) and "keys (key=value" in proc.stdout

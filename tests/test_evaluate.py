@@ -1,13 +1,19 @@
+import io
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
+from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import evaluate
+from agent.logging import EvalLogger
 from configs import main
 from conftest import save_tiny_checkpoint
 from envs import env_config
@@ -135,3 +141,108 @@ def test_a_finished_logdir_is_not_overwritten(checkpoints, tmp_path, capsys):
     (logdir / "results.json").write_text("{}")
     assert evaluate_in_process([f"checkpoint={checkpoints['pixels']}", f"logdir={logdir}", *FAST]) == 2
     assert "already holds" in capsys.readouterr().err and (logdir / "results.json").read_text() == "{}"
+
+
+def test_episodes_are_on_disk_while_the_run_goes(checkpoints, tmp_path, monkeypatch):
+    """evaluate.py used to write TensorBoard only after the last episode: nothing to watch during a run. Each
+    episode's curve, GIF and plan picture must be readable from the event file as soon as it ends, under its
+    global episode index, and the run's eval/ numbers must be there at the end."""
+    logdir, seen = tmp_path / "live", []
+    log_episode = EvalLogger.episode
+
+    def checked(self, index, ep):
+        log_episode(self, index, ep)
+        acc = EventAccumulator(str(logdir), size_guidance={"images": 0, "scalars": 0}).Reload()
+        seen.append(index)
+        assert {f"trajectory/{i:04d}/distance" for i in seen} <= set(acc.Tags()["scalars"])
+        if index == 0:  # the recorded episode
+            assert {"trajectory/0000/video", "plan/picture/0000"} <= set(acc.Tags()["images"])
+            picture = Image.open(io.BytesIO(acc.Images("plan/picture/0000")[0].encoded_image_string))
+            assert picture.height == 64 * 4 + 22  # 64-px frames at 4x above the legend
+        assert "eval/mean_steps" not in acc.Tags()["scalars"]  # the run's numbers come at the end
+
+    monkeypatch.setattr(EvalLogger, "episode", checked)
+    assert evaluate_in_process([f"checkpoint={checkpoints['pixels']}", f"logdir={logdir}", *FAST]) == 0
+    assert sorted(seen) == [0, 1, 2]
+    acc = EventAccumulator(str(logdir), size_guidance={"scalars": 0}).Reload()
+    assert {f"eval/{k}" for k in ("success_rate", "mean_plan_time_s", "mean_steps")} <= set(acc.Tags()["scalars"])
+
+
+def interrupted_after(n: int, monkeypatch):
+    """Makes the n-th logged episode raise KeyboardInterrupt, as Ctrl-C at that moment would."""
+    calls, log_episode = [], EvalLogger.episode
+
+    def episode(self, index, ep):
+        calls.append(index)
+        if len(calls) == n:
+            raise KeyboardInterrupt
+        log_episode(self, index, ep)
+    monkeypatch.setattr(EvalLogger, "episode", episode)
+
+
+def test_ctrl_c_keeps_finished_episodes_and_resume_ends_as_an_uninterrupted_run(checkpoints, tmp_path, monkeypatch,
+                                                                                capsys):
+    argv = [f"checkpoint={checkpoints['state']}", "env.obs_type=state", "log_videos=0", *FAST, "episodes=5"]
+    assert evaluate_in_process([*argv, f"logdir={tmp_path / 'whole'}"]) == 0
+    whole = results_of(tmp_path / "whole")
+    logdir = tmp_path / "cut"
+    with monkeypatch.context() as patch:
+        interrupted_after(4, patch)  # chunk 0 (episodes 0, 1) finished, chunk 1 (2, 3) cut after one episode
+        assert evaluate_in_process([*argv, f"logdir={logdir}"]) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("interrupted after 3 of 5 episodes") and "resume=true" in err[-1]
+    partial = results_of(logdir)
+    assert partial["complete"] is False and [c["chunk"] for c in partial["finished_chunks"]] == [0]
+    assert len(partial["per_episode"]) == partial["episodes"] == 3
+    assert strip_timings(partial["per_episode"]) == strip_timings(whole["per_episode"])[:3]
+
+    assert evaluate_in_process([*argv, f"logdir={logdir}"]) == 2  # not without resume=true
+    assert "resume=true" in capsys.readouterr().err
+    assert evaluate_in_process([*argv, f"logdir={logdir}", "resume=true", "seed=3"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "seed=3" in err[0]
+    assert evaluate_in_process([*argv, f"logdir={logdir}", "resume=true", "threads=2"]) == 0
+    resumed = results_of(logdir)
+    assert resumed["complete"] is True and "finished_chunks" not in resumed
+    assert strip_timings({k: v for k, v in resumed.items() if k != "config"}) == \
+        strip_timings({k: v for k, v in whole.items() if k != "config"})
+    acc = EventAccumulator(str(logdir), size_guidance={"scalars": 0}).Reload()
+    assert {f"trajectory/{i:04d}/distance" for i in range(5)} <= set(acc.Tags()["scalars"])
+    assert [len(acc.Scalars(f"trajectory/{i:04d}/distance")) for i in range(5)] == \
+        [len(e["distances"]) for e in whole["per_episode"]]  # each episode logged once across the two runs
+    assert evaluate_in_process([*argv, f"logdir={logdir}", "resume=true"]) == 2  # finished now
+
+
+@pytest.mark.slow
+def test_sigint_writes_partial_results_and_exits_130(checkpoints, tmp_path):
+    """Ctrl-C used to print a 54-line traceback and leave nothing. Now: one line, exit 130, a partial
+    results.json (complete: false) that `resume=true` finishes with an uninterrupted run's per-episode results."""
+    argv = [f"checkpoint={checkpoints['state']}", "env.obs_type=state", "log_videos=0", *FAST, "episodes=12",
+            "mpc.budget=6", "planner.iters=30", "planner.iters_warm=15"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    logdir = tmp_path / "cut"
+    proc = subprocess.Popen([sys.executable, "evaluate.py", *argv, f"logdir={logdir}"], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    err_chunks = []  # the progress bar: its `episodes=1/12` comes once an episode is in the results
+    reader = threading.Thread(target=lambda: err_chunks.extend(iter(lambda: proc.stderr.read(1), "")), daemon=True)
+    reader.start()
+    deadline = time.monotonic() + 120
+    while "episodes=" not in "".join(err_chunks):
+        assert proc.poll() is None and time.monotonic() < deadline, "no episode finished"
+        time.sleep(0.05)
+    assert "trajectory/0000/distance" in EventAccumulator(str(logdir)).Reload().Tags()["scalars"]  # flushed
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=60)
+    reader.join(timeout=10)
+    err = "".join(err_chunks)
+    assert proc.returncode == 130, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("interrupted after ") and "Traceback" not in err
+    partial = results_of(logdir)
+    assert partial["complete"] is False and 0 < len(partial["per_episode"]) < 12
+    done = subprocess.run([sys.executable, "evaluate.py", *argv, f"logdir={logdir}", "resume=true"], cwd=REPO,
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert evaluate_in_process([*argv, f"logdir={tmp_path / 'whole'}"]) == 0
+    assert strip_timings(results_of(logdir)["per_episode"]) == strip_timings(results_of(tmp_path / "whole")[
+        "per_episode"])

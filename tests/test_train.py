@@ -83,8 +83,9 @@ def test_resume_after_a_kill_reaches_the_same_weights(dataset, tmp_path, monkeyp
 def _ddp_worker(rank, port, dataset, logdir, out):
     os.environ.update(RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
                       MASTER_PORT=str(port))
-    torch.set_num_threads(1)
-    model = train.run(config(dataset, logdir, "train.steps=3", "train.ckpt_every=3"))
+    torch.set_num_threads(2)
+    model = train.run(config(dataset, logdir, "train.steps=3", "train.ckpt_every=3"))  # threads=1, the default
+    assert torch.get_num_threads() == 1  # each process sets its own
     torch.save(weights(model), Path(out) / f"rank{rank}.pt")
 
 
@@ -106,6 +107,7 @@ def test_ddp_two_processes_match_each_other_and_one_process(dataset, tmp_path):
     (["train.regularizer=ica"], "choose one of: sigreg, vicreg"),
     (["train.seq_len=9"], "episodes have only 7 frames"),
     (["env.image_size=32"], "collected with env.image_size=16, but env.image_size=32"),
+    (["threads=0"], "threads=0: must be >= 1"),
 ])
 def test_user_errors_are_one_line_exit_2(dataset, tmp_path, capsys, extra, message):
     argv = ["env=wall", f"data.path={dataset}", f"logdir={tmp_path}", *TINY, *extra]

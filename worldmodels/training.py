@@ -30,7 +30,7 @@ from worldmodels.regularizers import REGULARIZERS, regularizer
 
 MIN_LR_FRACTION = 0.1          # cosine decay ends at this fraction of train.lr
 CHUNK = 512                    # frames processed at once for the observation statistics (bounds memory)
-RESUME_MAY_CHANGE = ("resume", "device", "logdir")
+RESUME_MAY_CHANGE = ("resume", "device", "logdir", "threads")
 
 
 class TrainingError(ValueError):

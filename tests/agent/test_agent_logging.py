@@ -3,6 +3,7 @@ import io
 import json
 import queue
 import re
+import shlex
 import subprocess
 import sys
 import threading
@@ -20,7 +21,7 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 import planners
 from agent import MPCAgent, MPCConfig
 from agent.pictures import COLORS, GOAL_TINT, PlanPanel, episode_frames, plan_picture, upscale
-from agent.logging import EvalLogger, NearestFrames, gif_bytes, short_path
+from agent.logging import EvalLogger, NearestFrames, gif_bytes, short_path, tensorboard_command
 
 
 def point_to_pixel(states):
@@ -215,3 +216,11 @@ def test_reference_frames_are_encoded_from_windows_of_their_episode():
     expected = 100 * episode[:, None] + np.maximum(t[:, None] + np.arange(-2, 1), 0)
     assert nearest.latents.shape == (12, 3) and (t < 2).any()
     np.testing.assert_array_equal(nearest.latents.numpy(), expected)
+
+
+def test_tensorboard_command_runs_as_printed(tmp_path):
+    """The printed hint used to say `tensorboard --logdir DIR`, which is not on PATH unless the venv is active."""
+    command = tensorboard_command(tmp_path)
+    proc = subprocess.run([*shlex.split(command)[:-2], "--version_tb"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.strip(), proc.stderr
+    assert shlex.split(command)[-2:] == ["--logdir", str(tmp_path)]

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from agent.sharding import Shard, chunk_generator, merge_chunks
 
@@ -49,3 +50,7 @@ def test_evaluate_under_torchrun_equals_one_process(tmp_path, tiny_checkpoint):
     timeless = lambda eps: [{k: v for k, v in e.items() if not k.endswith("_s")} for e in eps]  # noqa: E731
     assert len(one["per_episode"]) == 5 and timeless(two["per_episode"]) == timeless(one["per_episode"])
     assert two["success_rate"] == one["success_rate"]
+    for name in ("one", "two"):  # rank 0 logs the other rank's episodes too, under their global indices
+        tags = EventAccumulator(str(tmp_path / name)).Reload().Tags()["scalars"]
+        assert {f"trajectory/{i:04d}/distance" for i in range(5)} <= set(tags) and "eval/success_rate" in tags
+        assert len(EventAccumulator(str(tmp_path / name)).Reload().Scalars("plan/iters")) == one["plan_calls"]

@@ -108,7 +108,11 @@ def test_batch_hold_actions_stack_the_envs_hold_actions():
     batch.close()
 
 
-PIXEL_XY = {"wall": ((255, 60, 30), 0.5), "pointmaze": ((255, 217, 25), 0.8)}  # agent colour, tolerance in px
+# the agent's (reacher: the fingertip's) colour, how far a pixel of it may stray from that colour (the reacher's
+# arm is a lighter orange), and the tolerance in px between its drawn centroid and pixel_xy (the finger is partly
+# hidden under the hand, so its visible pixels lean away from its centre)
+PIXEL_XY = {"wall": ((255, 60, 30), 60, 0.5), "pointmaze": ((255, 217, 25), 60, 0.8),
+            "pusht": ((65, 105, 225), 60, 0.5), "reacher": ((255, 155, 78), 15, 1.0)}
 
 
 @pytest.mark.parametrize("name", list(envs.ENVS))
@@ -120,14 +124,16 @@ def test_pixel_xy_marks_the_agent_where_the_frame_draws_it(name):
         if name not in PIXEL_XY:
             return
         env.reset(seed=0)
-        color, tol = PIXEL_XY[name]
+        color, color_tol, tol = PIXEL_XY[name]
         states = np.stack([env.sample_state(np.random.default_rng(k)) for k in range(4)])
         xy = env.pixel_xy(states)
         assert xy.shape == (4, 2)
         for s, (x, y) in zip(states, xy):
             frame = env.render_state(s).astype(int)
-            ys, xs = np.nonzero((np.abs(frame - color) < 60).all(-1))
+            ys, xs = np.nonzero((np.abs(frame - color) < color_tol).all(-1))
             assert abs(xs.mean() + 0.5 - x) < tol and abs(ys.mean() + 0.5 - y) < tol
+        env.close()  # evaluate.py keeps the bound method of a closed probe env
+        np.testing.assert_array_equal(env.pixel_xy(states), xy)
     finally:
         env.close()
 
