@@ -11,8 +11,8 @@ and RANDOM weights (the predictor's output layer too, so it is not the identity)
 small models. Starts and goals are random latents: timing does not depend on them. `planners=` picks from the
 columns below (default all). Prints, per (H, B):
   - ms/iter: time from the first to the last iteration's callback / (n - 1), best of `repeats` after one warm-up,
-    so per-solve setup is excluded; GRASP's periodic sync (every 25 iterations) is amortised into its default column
-    (n = 51: two syncs),
+    so per-solve setup is excluded; GRASP's periodic sync is amortised into its default column (n = 2 sync_every
+    + 1: two syncs; an early stop by `patience` shortens n),
   - s/call: one whole `plan()` call at the planner's default (cold) budget, best of `calls` (0: skip),
   - the same model's `predict` forward + action-backward on B*H rows (the call GRASP makes every iteration),
 and two ratios:
@@ -33,9 +33,9 @@ import worldmodels
 from benchmarks import cli
 
 DEFAULT_CHECKPOINT = worldmodels.checkpoint.PRETRAINED / "wall.pt"
-# column -> (planner name, overrides, iterations timed for ms/iter)
+# column -> (planner name, overrides, iterations timed for ms/iter; None: two sync periods of the config, + 1)
 COLUMNS = {
-    "grasp": ("grasp", {}, 51),
+    "grasp": ("grasp", {}, None),
     "grasp (sync=none)": ("grasp", {"sync": "none"}, 26),
     "latco": ("latco", {}, 26),
     "gd": ("gd", {}, 5),
@@ -93,7 +93,7 @@ def ms_per_iter(planner, model, start, goal, horizon, iters, repeats) -> float:
     for _ in range(repeats + 1):  # the first run warms up
         stamps = []
         planner.plan(model, start, goal, horizon, iters=iters, generator=generator(device), callback=stamp)
-        best = min(best, (stamps[-1] - stamps[0]) / (iters - 1))
+        best = min(best, (stamps[-1] - stamps[0]) / (len(stamps) - 1))
     return 1e3 * best
 
 
@@ -151,7 +151,8 @@ def main(argv: list[str]) -> None:
         for batch in ints(args["batches"]):
             gen = torch.Generator().manual_seed(1)
             start, goal = (torch.randn(batch, D, generator=gen).to(device) for _ in range(2))
-            row = {n: ms_per_iter(made[n], model, start, goal, horizon, COLUMNS[n][2], repeats) for n in names}
+            row = {n: ms_per_iter(made[n], model, start, goal, horizon,
+                                  COLUMNS[n][2] or 2 * made[n].cfg.sync_every + 1, repeats) for n in names}
             row["predict"] = predict_fwd_bwd_ms(model, batch * horizon, repeats)
             call = {n: plan_call_s(made[n], model, start, goal, horizon, calls) for n in names} if calls else {}
             results[horizon, batch] = row

@@ -6,7 +6,8 @@ its action backward, the closed-form state gradient, Adam, noise and clipping (d
 iteration took 0.925 ms eager and 0.168 ms replayed as one graph on an H100, B = 16, H = 50). The graph is
 captured once per plan() call on the planner's own buffers (the chain of states, the actions, the gradient
 buffer and Adam's moments are static tensors), after a warm-up on a side stream whose effects are undone.
-What changes between iterations lives in small device tensors filled before each replay: sigma, gamma, Adam's bias
+What changes between iterations lives in small device tensors filled before each replay: sigma (times the latent
+scale k), gamma, Adam's bias
 corrections, and the state noise, which is drawn eagerly from the planner's generator with the same call as the
 eager path, so both paths consume the same random numbers. The sync (serial rollout) stays eager.
 
@@ -25,17 +26,18 @@ WARMUP_ITERS = 3
 
 class GraspGraph:
     def __init__(self, planner, model, chain: Tensor, actions: Tensor, grad: Tensor, grad_states: Tensor,
-                 grad_actions: Tensor, adam, generator: torch.Generator):
+                 grad_actions: Tensor, adam, generator: torch.Generator, scale: Tensor):
         self.adam, self.generator = adam, generator
         like = chain
-        self.sigma = torch.zeros((), device=like.device, dtype=like.dtype)
+        self.scale = scale  # the latent scale k (B, 1, 1), fixed for the solve
+        self.sigma = torch.zeros_like(scale)  # sigma * k
         self.gamma = torch.zeros((), device=like.device, dtype=like.dtype)
         self.corrections = torch.zeros(2, device=like.device, dtype=like.dtype)
         self.states = chain[:, 1:-1]
         self.noise = torch.zeros_like(self.states)
 
         def iteration() -> tuple[Tensor, Tensor]:
-            losses = planner._lifted_grad(model, chain, actions, grad_states, grad_actions, self.gamma)
+            losses = planner._lifted_grad(model, chain, actions, grad_states, grad_actions, self.gamma, scale)
             adam.step_graphable(grad, self.corrections)
             self.states.addcmul_(self.noise, self.sigma)
             clip(model, actions, planner.cfg.clip_actions)
@@ -57,7 +59,7 @@ class GraspGraph:
     def step(self, sigma: float, gamma: float) -> tuple[Tensor, Tensor]:
         """One lifted iteration (the eager path's `_lifted_grad`, Adam step, noise, clip). Returns the static
         dyn_loss and goal_loss (B,), valid until the next call."""
-        self.sigma.fill_(sigma)
+        torch.mul(self.scale, sigma, out=self.sigma)
         self.gamma.fill_(gamma)
         second, first = self.adam.corrections()
         self.corrections[0].fill_(second)

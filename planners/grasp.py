@@ -20,6 +20,17 @@ Every rolled-out candidate (the iterate, each sync step) is offered to the incum
 best by TRUE rollout cost and a sync can never make it worse. The final iterate is always evaluated too.
 `sigma` and `gamma` decay linearly towards `sigma_end` / `gamma_end` inside each sync period when those are set.
 
+Scale-free (`relative: true`, the default): each problem's latent scale k is the model's mean one-step displacement
+||F(s_0, a) - s_0|| from its start, over the 2A probe actions that put one action axis at either bound of the box
+(one predict call on B*2A rows per solve). GRASP then runs in the coordinates u = s / k with the loss L / k^2: the
+state lr and sigma are in units of k, Adam sees the gradients of L / k^2 (so its eps acts the same at any scale),
+and the sync's variance uses gap / k^2. A model whose latent is multiplied by a constant c therefore gets the same
+actions and c times the states. `relative: false` uses absolute latent units (k = 1), the behaviour before.
+
+Early stop (`patience` > 0): after every sync the incumbent's true cost is compared with its value at the previous
+sync; the solve stops once, for every problem, `patience` syncs in a row improved it by less than IMPROVEMENT
+(relative). `Plan.iters` and the diagnostics rows are then the iterations run.
+
 Diagnostics (iters, B): dyn_loss and goal_loss (every iteration, of the iterate before its update); rollout_cost and
 gap (true cost of the iterate and mean over t of ||s_t - rollout_t||^2, measured at the evaluation points and
 carried forward between them, because a serial rollout every iteration would cost more than the GRASP step);
@@ -40,6 +51,7 @@ from planners.base import Adam, Diagnostics, Incumbent, Planner, PlannerConfig, 
 from planners.cem import elites, sample_around
 
 SYNC_MODES = ("grad", "cem", "none")
+IMPROVEMENT = 0.01  # patience: a sync that lowers the incumbent's cost by less than 1 % counts as no progress
 
 
 @dataclass(frozen=True)
@@ -49,7 +61,7 @@ class GraspConfig(PlannerConfig):
     iters_warm: int = 100
     lr_states: float = 0.1
     lr_actions: float = 0.03
-    sigma: float = 0.2
+    sigma: float = 0.15
     sigma_end: float | None = None
     gamma: float = 0.1
     gamma_end: float | None = None
@@ -61,6 +73,8 @@ class GraspConfig(PlannerConfig):
     cem_elites: int = 8
     cem_iters: int = 5
     cem_var_floor: float = 0.01
+    relative: bool = True  # sigma, lr_states (and the CEM sync's gap) in units of the latent step k, not absolute
+    patience: int = 0  # stop after this many syncs in a row without progress on every problem (0: run all iters)
     stopgrad: bool = True  # False: full gradients through F's state input (the ablation the paper argues against)
     cuda_graphs: bool = False  # on CUDA only: replay the lifted iteration as a CUDA graph (planners/cuda_graphs.py)
 
@@ -70,6 +84,8 @@ class GraspConfig(PlannerConfig):
             raise PlannerError(f"planner.sync={self.sync!r}: choose one of {', '.join(SYNC_MODES)}")
         if self.sync_every < 1:
             raise PlannerError(f"planner.sync_every={self.sync_every}: must be >= 1")
+        if self.patience < 0:
+            raise PlannerError(f"planner.patience={self.patience}: must be >= 0 (0 disables early stopping)")
         if self.sync == "grad" and self.sync_steps < 1:
             raise PlannerError(f"planner.sync_steps={self.sync_steps}: must be >= 1 with sync=grad")
         if not 1 <= self.cem_elites <= self.cem_samples:
@@ -93,6 +109,8 @@ class Grasp(Planner):
         # moves them (m = v = 0 -> a zero step); only the virtual states s_1..s_{H-1} are noised.
         n = B * (H + 1) * D
         flat, adam = lifted_variables(n, B * H * A, c.lr_states, c.lr_actions, start)
+        scale = self._latent_scale(model, start)[:, None, None]  # k (B, 1, 1); ones with relative=false
+        adam.lr[:n].view(B, H + 1, D).mul_(scale)  # state steps in units of k
         chain, actions = flat[:n].view(B, H + 1, D), flat[n:].view(B, H, A)
         states = chain[:, 1:-1]
         grad = torch.zeros_like(flat)
@@ -106,41 +124,64 @@ class Grasp(Planner):
         graphed = None
         if c.cuda_graphs and start.is_cuda and iters > 0:
             from planners.cuda_graphs import GraspGraph  # CUDA-only code, never imported on CPU
-            graphed = GraspGraph(self, model, chain, actions, grad, grad_states, grad_actions, adam, generator)
+            graphed = GraspGraph(self, model, chain, actions, grad, grad_states, grad_actions, adam, generator, scale)
+        checked, stalls = best.cost, torch.zeros(B, dtype=torch.long, device=start.device)  # patience bookkeeping
         for it in range(iters):
             phase = (it % c.sync_every) / c.sync_every
             sigma, gamma = _decay(c.sigma, c.sigma_end, phase), _decay(c.gamma, c.gamma_end, phase)
             if graphed is not None:
                 dyn_loss, goal_loss = graphed.step(sigma, gamma)
             else:
-                dyn_loss, goal_loss = self._lifted_grad(model, chain, actions, grad_states, grad_actions, gamma)
+                dyn_loss, goal_loss = self._lifted_grad(model, chain, actions, grad_states, grad_actions, gamma, scale)
                 adam.step(grad)
                 if sigma > 0:
-                    states.add_(normal(generator, states.shape, states), alpha=sigma)
+                    states.addcmul_(normal(generator, states.shape, states), scale, value=sigma)
                 clip(model, actions, c.clip_actions)
 
             if (it + 1) % c.sync_every == 0 or it == iters - 1:
                 sync_now = (it + 1) % c.sync_every == 0 and c.sync != "none"
                 if sync_now and c.sync == "grad":  # its first rollout is the iterate's evaluation
-                    rollout_now, traj = self._sync_grad(model, start, goal, actions, states, best)
+                    rollout_now, traj = self._sync_grad(model, start, goal, actions, states, best, scale)
                 else:
                     best.evaluate(actions, states)
                     rollout_now, traj = best.last_cost, best.last_traj
                     if sync_now:
-                        self._sync_cem(model, start, goal, actions, states, traj, best, generator)
+                        self._sync_cem(model, start, goal, actions, states, traj, best, generator, scale)
                 gap_now = self._gap(states, traj)
                 if sync_now:
                     adam.reset()
             diag.record(it, dyn_loss=dyn_loss, goal_loss=goal_loss, rollout_cost=rollout_now, gap=gap_now,
                         best_cost=best.cost)
-        best.nonfinite |= ~torch.isfinite(diag.rows["dyn_loss"]).all(0)
-        return best.plan(diag.rows, iters)
+            if c.patience and (it + 1) % c.sync_every == 0:
+                stalls = torch.where(best.cost < (1 - IMPROVEMENT) * checked, 0, stalls + 1)
+                checked = best.cost
+                if bool((stalls >= c.patience).all()):  # one host sync per sync period
+                    iters = it + 1
+                    break
+        rows = {name: r[:iters] for name, r in diag.rows.items()}
+        best.nonfinite |= ~torch.isfinite(rows["dyn_loss"]).all(0)
+        return best.plan(rows, iters)
+
+    def _latent_scale(self, model, start: Tensor) -> Tensor:
+        """k (B,): mean ||F(s_0, a) - s_0|| over the 2A actions with one axis at its lower or upper bound (the
+        others 0), i.e. the model's typical one-step displacement in latent units; ones with relative=false. Falls
+        back to 1 where it is 0 or not finite (a model that ignores actions, a NaN start)."""
+        B, D = start.shape
+        if not self.cfg.relative:
+            return torch.ones(B, device=start.device, dtype=start.dtype)
+        probe = torch.cat((torch.diag(model.action_low), torch.diag(model.action_high))).to(start)  # (2A, A)
+        N = probe.shape[0]
+        with torch.no_grad():
+            pred = model.predict(start.repeat_interleave(N, 0), probe.repeat(B, 1)).view(B, N, D)
+        k = (pred - start[:, None]).norm(dim=-1).mean(1)
+        return torch.where(torch.isfinite(k) & (k > 0), k, torch.ones_like(k))
 
     def _lifted_grad(self, model, chain: Tensor, actions: Tensor, grad_states: Tensor, grad_actions: Tensor,
-                     gamma: float | Tensor) -> tuple[Tensor, Tensor]:
+                     gamma: float | Tensor, scale: Tensor | float = 1.0) -> tuple[Tensor, Tensor]:
         """The lifted loss's gradients for the chain (B, H+1, D) = (s_0, virtual s_1..s_{H-1}, g) and actions
-        (B, H, A), written into grad_states (B, H-1, D) and grad_actions (B, H, A); returns dyn_loss and
-        goal_loss (B,) of the iterate. ONE predict call on B*H rows; only the action path (and with stopgrad=False
+        (B, H, A), in the coordinates u = s / scale (scale: k (B, 1, 1)) of the loss L / k^2: dL/ds / k into
+        grad_states (B, H-1, D) and dL/da / k^2 into grad_actions (B, H, A); returns dyn_loss and goal_loss (B,)
+        of the iterate, unscaled. ONE predict call on B*H rows; only the action path (and with stopgrad=False
         the state-input path) goes through autograd, the rest is the closed form of the module docstring."""
         B, H, A = actions.shape
         D = chain.shape[2]
@@ -155,11 +196,11 @@ class Grasp(Planner):
         goal_resid = pred.detach() - goal_row  # F(s̄_t, a_t) - g  (B, H, D)
         dyn_loss, goal_loss = resid.square().sum((1, 2)), goal_resid.square().sum((1, 2))
         grads = torch.autograd.grad(pred, (leaf,) if self.cfg.stopgrad else (leaf, state_in),
-                                    (resid + gamma * goal_resid).mul_(2))
+                                    (resid + gamma * goal_resid).mul_(2 / scale ** 2))
         grad_actions.copy_(grads[0])
-        torch.mul(resid[:, :-1], -2, out=grad_states)
+        torch.mul(resid[:, :-1], -2 / scale, out=grad_states)
         if not self.cfg.stopgrad:  # + J_s(F)^T dL/dF_t: the brittle state-input path
-            grad_states.add_(grads[1].view(B, H, D)[:, 1:])
+            grad_states.add_(grads[1].view(B, H, D)[:, 1:] * scale)
         return dyn_loss, goal_loss
 
     @staticmethod
@@ -167,15 +208,15 @@ class Grasp(Planner):
         """Mean over t=1..H-1 of ||virtual s_t - rollout s_t||^2: (B,). Zero at H = 1 (no virtual states)."""
         return (states - traj[:, :-1]).square().sum((1, 2)) / max(states.shape[1], 1)
 
-    def _sync_grad(self, model, start, goal, actions, states, best):
-        """sync_steps Adam steps on the true rollout cost w.r.t. actions; each stepped-from plan and the final one
-        are offered to the incumbent. Returns the entering iterate's true cost (B,) and rollout (B, H, D)."""
+    def _sync_grad(self, model, start, goal, actions, states, best, scale):
+        """sync_steps Adam steps on the true rollout cost / k^2 w.r.t. actions; each stepped-from plan and the final
+        one are offered to the incumbent. Returns the entering iterate's true cost (B,) and rollout (B, H, D)."""
         adam = Adam(actions, self.cfg.lr_sync)
         for step in range(self.cfg.sync_steps):
             leaf = actions.detach().requires_grad_()
             with torch.enable_grad():
                 cost, traj = rollout_cost(model, start, goal, leaf[:, None])  # (B, 1), (B, 1, H, D)
-                grad, = torch.autograd.grad(cost.sum(), leaf)
+                grad, = torch.autograd.grad((cost / scale[:, :, 0] ** 2).sum(), leaf)
             best.offer(cost[:, 0].detach(), actions, states)
             if step == 0:
                 entry = cost[:, 0].detach(), traj[:, 0].detach()
@@ -184,13 +225,13 @@ class Grasp(Planner):
         best.evaluate(actions, states)
         return entry
 
-    def _sync_cem(self, model, start, goal, actions, states, traj, best, generator):
-        """CEM around the actions; per-step std = sqrt(mean_d (virtual s_{t+1} - rollout s_{t+1})^2 + floor).
+    def _sync_cem(self, model, start, goal, actions, states, traj, best, generator, scale):
+        """CEM around the actions; per-step std = sqrt(mean_d (virtual s_{t+1} - rollout s_{t+1})^2 / k^2 + floor).
         The actions become the best sample of this round (sample 0 of round 1 is the current plan)."""
         c = self.cfg
         B, H, A = actions.shape
         targets = torch.cat((states, goal[:, None]), 1)  # s_1..s_H, the states each a_t should reach
-        var = (targets - traj).square().mean(-1, keepdim=True) + c.cem_var_floor  # (B, H, 1)
+        var = (targets - traj).square().mean(-1, keepdim=True) / scale ** 2 + c.cem_var_floor  # (B, H, 1)
         mean, std = actions.detach().clone(), var.sqrt().expand(B, H, A)
         round_best = Incumbent(model, start, goal, mean, cost=best.last_cost)  # last_cost: the entering plan's
         for _ in range(c.cem_iters):

