@@ -55,6 +55,12 @@ def run(cfg, shard: sharding.Shard = sharding.Shard()) -> dict | None:
     logdir = Path(cfg.logdir or f"runs/eval/{env_cfg.name}-{cfg.planner.name}-{stamp}")
     if (logdir / "results.json").exists():
         raise AgentError(f"logdir={str(logdir)!r} already holds a finished run; choose another logdir")
+    probe = envs.make(env_cfg)
+    to_pixel = probe.pixel_xy if probe.has_pixel_xy else None  # plans drawn on the frame; else a frame strip
+    probe.close()
+    pictures = cfg.log_videos > 0 and (env_cfg.obs_type == "pixels" or to_pixel is not None)
+    # reference frames before the episodes: a failure here must not cost a finished run
+    nearest = reference_frames(model, meta, env_cfg, cfg.seed) if pictures and shard.main else None
 
     # ---- run ------------------------------------------------------------------------------------------------
     if cfg.threads:
@@ -75,11 +81,6 @@ def run(cfg, shard: sharding.Shard = sharding.Shard()) -> dict | None:
     episodes, records = ran
 
     # ---- write: TensorBoard, results.json, a summary table --------------------------------------------------
-    probe = envs.make(env_cfg)
-    to_pixel = probe.pixel_xy if probe.has_pixel_xy else None  # plans drawn on the frame; else a frame strip
-    probe.close()
-    pictures = cfg.log_videos > 0 and (env_cfg.obs_type == "pixels" or to_pixel is not None)
-    nearest = reference_frames(model, meta, env_cfg, cfg.seed) if pictures else None
     logdir.mkdir(parents=True, exist_ok=True)
     logger = EvalLogger(str(logdir), nearest, to_pixel)
     for rec in records:

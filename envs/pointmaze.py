@@ -30,12 +30,13 @@ START_JITTER = 0.25      # uniform jitter around a free cell's centre; the ball 
 
 class PointMazeEnv(GoalEnv):
     state_obs_dim = 4
+    default_options = {"layout": "UMaze"}
 
     def __init__(self, cfg: EnvConfig):
         unknown = sorted(set(cfg.options) - {"layout"})
         if unknown:
             raise EnvError(f"pointmaze: unknown option(s) {', '.join(unknown)}; valid: layout")
-        layout = cfg.options.get("layout", "UMaze")
+        layout = cfg.options.get("layout", self.default_options["layout"])
         if layout not in LAYOUTS:
             raise EnvError(f"pointmaze: unknown layout {layout!r}; choose one of: {', '.join(LAYOUTS)}")
         self.grid = np.array(LAYOUTS[layout]) == 1  # (rows, cols) True where a wall block stands

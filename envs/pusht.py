@@ -71,12 +71,13 @@ def tee_gap(agent_xy: np.ndarray, block_xy: np.ndarray, block_angle: np.ndarray)
 
 class PushTEnv(GoalEnv):
     state_obs_dim = 8
+    default_options = {"relative_actions": False}
 
     def __init__(self, cfg: EnvConfig):
         unknown = sorted(set(cfg.options) - {"relative_actions"})
         if unknown:
             raise EnvError(f"pusht: unknown option(s) {', '.join(unknown)}; valid: relative_actions")
-        self.relative_actions = cfg.options.get("relative_actions", False)
+        self.relative_actions = cfg.options.get("relative_actions", self.default_options["relative_actions"])
         if not isinstance(self.relative_actions, bool):
             raise EnvError(f"pusht: relative_actions={self.relative_actions!r}: must be true or false")
         bound = np.array([MAX_OFFSET, MAX_OFFSET])

@@ -38,6 +38,7 @@ class WallEnv(GoalEnv):
     action_low = -np.ones(2)
     action_high = np.ones(2)
     state_obs_dim = 2
+    default_options = DEFAULT_OPTIONS
 
     def __init__(self, cfg: EnvConfig):
         unknown = sorted(set(cfg.options) - set(DEFAULT_OPTIONS))

@@ -107,6 +107,7 @@ def test_cli_end_to_end_on_a_tiny_checkpoint(checkpoints, tmp_path):
     (lambda c, d: [f"checkpoint={c['state']}"], ["obs_type"]),
     (lambda c, d: [f"checkpoint={c['pixels']}", "env=pointmaze"], ["wall"]),
     (lambda c, d: [f"checkpoint={c['pixels']}", "env.action_block=2"], ["action_block"]),
+    (lambda c, d: [f"checkpoint={c['pixels']}", "env.options.door_y=12.0"], ["env.options.door_y=32.0"]),
     (lambda c, d: [f"checkpoint={c['pixels']}", "mpc.horizon=0"], ["mpc.horizon=0"]),
     (lambda c, d: [f"checkpoint={c['pixels']}", "mpc.budget=-1"], ["mpc.budget=-1"]),
     (lambda c, d: [f"checkpoint={c['pixels']}", "episodes=0"], ["episodes=0"]),
