@@ -107,3 +107,27 @@ def test_help_of_the_real_entry_points_documents_their_main_keys():
     for key in ("episodes=50", "mpc.horizon=", "planner.samples=300", "env.obs_type=pixels", "log_videos=4"):
         line = next(line for line in text.splitlines() if line.strip().startswith(key))
         assert len(line.split(None, 1)) == 2, line  # a comment follows the value
+
+
+@pytest.mark.parametrize("entry, argv, words", [
+    # pins a bug: each was accepted and ignored, the section belonging to another entry point
+    ("evaluate", ["train.steps=1"], ["'train.steps'"]),
+    ("evaluate", ["model.latent_dim=7"], ["'model.latent_dim'"]),
+    ("benchmark", ["mpc.horizon=99"], ["'mpc.horizon'", "budget_factor"]),
+    ("train", ["env=pusht", "mpc.budget=3"], ["'mpc.budget'"]),
+])
+def test_each_entry_point_refuses_keys_of_sections_it_does_not_use(entry, argv, words):
+    with pytest.raises(ConfigError) as err:
+        load_config(entry, argv)
+    for word in words:
+        assert word in str(err.value)
+
+
+def test_member_sections_keep_what_each_entry_point_uses():
+    evaluate = load_config("evaluate", ["env=pusht"])
+    assert set(evaluate) >= {"env", "planner", "mpc"} and not {"data", "model", "train"} & set(evaluate)
+    assert evaluate.mpc.horizon == 5 and evaluate.env.options.relative_actions is True
+    train = load_config("train", ["env=pusht"])
+    assert train.train.batch_size == 128 and train.data.episodes == 600 and "mpc" not in train
+    bench = load_config("benchmark", ["env=pusht"])
+    assert bench.env.name == "pusht" and set(bench.mpc) == {"budget_factor", "replan_every", "warm_start"}
