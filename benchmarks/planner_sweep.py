@@ -2,6 +2,7 @@
 
     python -m benchmarks.planner_sweep [env=NAME] [planners=[grasp,cem,gd,mppi,latco]] [horizons=[5,10,20,30]]
         [episodes=N] [seed=S] [logdir=DIR] [mode=open_loop|mpc] [checkpoint=PATH] [budget=field|equal_time]
+        [allow_dirty=true]
     torchrun --nproc_per_node=K -m benchmarks.planner_sweep ...    (episodes shared among K processes)
                                                                    (defaults: configs/benchmark.yaml)
 From the repo root; `python benchmarks/planner_sweep.py ...` works too where the project is installed (.ci/setup).
@@ -404,8 +405,8 @@ def cell_keys(cfg, env_cfg, checkpoint, configs_, horizons, entries) -> dict[tup
                     "iters_warm": entries[f"{name}-H{h}"]["iters_warm"]}
             task_env = envs.env_config(env_cfg, goal_mode="trajectory", goal_steps=h * env_cfg.action_block)
             keys[name, h] = {"env": dataclasses.asdict(task_env), "checkpoint": repo_path(checkpoint),
-                             "seed": cfg.seed, "episodes": cfg.episodes, "batch": cfg.batch, "budget": cfg.budget, "planner": pcfg,
-                             "mpc": dataclasses.asdict(mpc_config(cfg, h))}
+                             "seed": cfg.seed, "episodes": cfg.episodes, "batch": cfg.batch, "budget": cfg.budget,
+                             "planner": pcfg, "mpc": dataclasses.asdict(mpc_config(cfg, h))}
     return keys
 
 
