@@ -156,7 +156,9 @@ def load_config(entry: str, argv: Sequence[str] = (), config_dir: Path = CONFIG_
         parent_key, _, leaf = key.rpartition(".")
         parent = OmegaConf.select(cfg, parent_key) if parent_key else cfg
         if not isinstance(parent, DictConfig) or leaf not in parent:
-            valid = sorted(parent.keys()) if isinstance(parent, DictConfig) else []
+            while parent_key and not isinstance(OmegaConf.select(cfg, parent_key), DictConfig):
+                parent_key = parent_key.rpartition(".")[0]  # the deepest section that exists, e.g. the root
+            valid = sorted(OmegaConf.select(cfg, parent_key).keys()) if parent_key else sorted(cfg.keys())
             where = f" under {parent_key!r}" if parent_key else ""
             raise ConfigError(f"unknown config key {key!r}; valid keys{where}: {', '.join(map(str, valid))}")
         new = OmegaConf.to_container(OmegaConf.from_dotlist([arg]), resolve=True)

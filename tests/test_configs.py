@@ -111,7 +111,7 @@ def test_help_of_the_real_entry_points_documents_their_main_keys():
 
 @pytest.mark.parametrize("entry, argv, words", [
     # pins a bug: each was accepted and ignored, the section belonging to another entry point
-    ("evaluate", ["train.steps=1"], ["'train.steps'"]),
+    ("evaluate", ["train.steps=1"], ["'train.steps'", "valid keys: batch, checkpoint"]),
     ("evaluate", ["model.latent_dim=7"], ["'model.latent_dim'"]),
     ("benchmark", ["mpc.horizon=99"], ["'mpc.horizon'", "budget_factor"]),
     ("train", ["env=pusht", "mpc.budget=3"], ["'mpc.budget'"]),
