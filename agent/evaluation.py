@@ -10,12 +10,14 @@
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
 import statistics
 import sys
 import tempfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +33,7 @@ from worldmodels.metrics import planning_warning
 
 REFERENCE_EPISODES, REFERENCE_EPISODE_LEN = 64, 8  # the fallback frame set for plan pictures: 576 frames
 Z95 = 1.959964
+TASK_FIELDS = ("goal_mode", "goal_steps")  # EnvConfig fields that only pick tasks: free to differ from training
 USER_ERRORS = (envs.EnvError, planners.PlannerError, worldmodels.ModelError, AgentError)  # + CheckpointError
 
 
@@ -48,36 +51,57 @@ def load_world_model(env_cfg: envs.EnvConfig, checkpoint: str | None = None, dev
     model, meta = worldmodels.load_checkpoint(path, env=env_cfg.name, obs_type=env_cfg.obs_type, device=device)
     model.eval().requires_grad_(False)
     probe = envs.make(env_cfg)
-    action_size = int(probe.action_space.shape[0])
+    action_size, defaults = int(probe.action_space.shape[0]), type(probe).default_options
     probe.close()
-    check_model_fits_env(meta, env_cfg, action_size, model)
+    check_model_fits_env(meta, env_cfg, defaults)
+    if model.action_dim != action_size:
+        raise AgentError(f"checkpoint model plans {model.action_dim}-d actions, env {env_cfg.name} takes "
+                         f"{action_size}-d block actions")
     warning = planning_warning(meta.get("metrics", {}))
     if warning:
         print(f"WARNING: {path}: {warning}", file=sys.stderr)
     return model, meta, path
 
 
-def check_model_fits_env(meta: dict, env_cfg: envs.EnvConfig, action_size: int, model) -> None:
-    trained = meta.get("env", {})
-    for key in ("action_block", "image_size") if env_cfg.obs_type == "pixels" else ("action_block",):
-        if key in trained and trained[key] != getattr(env_cfg, key):
-            raise AgentError(f"checkpoint was trained with env.{key}={trained[key]}, but env.{key}="
-                             f"{getattr(env_cfg, key)}; set env.{key}={trained[key]} or use a matching checkpoint")
-    if model.action_dim != action_size:
-        raise AgentError(f"checkpoint model plans {model.action_dim}-d actions, env {env_cfg.name} takes "
-                         f"{action_size}-d block actions")
+def check_model_fits_env(meta: dict, env_cfg: envs.EnvConfig, default_options: dict) -> None:
+    """The run's env must be the one the model was trained in: every EnvConfig field except those that only sample
+    tasks (TASK_FIELDS) and, for state observations, image_size (it only sizes rendered frames). Options are
+    compared at their effective values, an absent one taking the env's default (`default_options`), so an old
+    checkpoint's `options: {}` matches the defaults. A mismatch is one line naming each differing key."""
+    trained_cfg = meta.get("env", {})
+    skip = TASK_FIELDS + (("image_size",) if env_cfg.obs_type == "state" else ())
+
+    def flat(cfg: dict) -> dict:
+        options = {**default_options, **(cfg.get("options") or {})}
+        return {**{k: v for k, v in cfg.items() if k != "options" and k not in skip},
+                **{f"options.{k}": v for k, v in options.items()}}
+
+    trained, run = flat(trained_cfg), flat(dataclasses.asdict(env_cfg))
+    differ = [k for k in trained if trained[k] != run.get(k)]
+    if differ:
+        shown = lambda cfg: ", ".join(f"env.{k}={_yaml(cfg.get(k))}" for k in differ)  # noqa: E731
+        raise AgentError(f"checkpoint was trained with {shown(trained)}, but this run has {shown(run)}; pass "
+                         f"{' '.join(f'env.{k}={_yaml(trained[k])}' for k in differ)} or use a matching checkpoint")
+
+
+def _yaml(value) -> str:
+    """A value as typed on the command line."""
+    return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def reference_frames(model, meta: dict, env_cfg: envs.EnvConfig, seed: int) -> NearestFrames:
     """Encoded frames for plan pictures: from the checkpoint's training data (meta `data.path`) when it is on
-    this machine, else from a small fresh collection with the env's data policy (a shipped checkpoint on a new
-    machine has no dataset beside it)."""
+    this machine and readable, else from a small fresh collection with the env's data policy (a shipped checkpoint
+    on a new machine has no dataset beside it; a dataset may also be incomplete, moved or damaged)."""
     from envs.data import Dataset, collect
     path = (meta.get("data") or {}).get("path")
-    if path and (Path(path) / "meta.json").exists():
-        data = Dataset(path)
-        if data.meta["env"].get("obs_type") == env_cfg.obs_type:  # the model encodes this env's observations
-            return NearestFrames.from_dataset(model, data, seed=seed)
+    if path and Path(path).exists():
+        try:
+            data = Dataset(path)
+            if data.meta["env"].get("obs_type") == env_cfg.obs_type:  # the model encodes this env's observations
+                return NearestFrames.from_dataset(model, data, seed=seed)
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:  # EnvError is a ValueError
+            print(f"plan pictures: training data {path} unreadable ({err}); using fresh frames")
     with tempfile.TemporaryDirectory() as tmp:
         collect(env_cfg, tmp, episodes=REFERENCE_EPISODES, episode_len=REFERENCE_EPISODE_LEN, seed=seed)
         return NearestFrames.from_dataset(model, Dataset(tmp), seed=seed)

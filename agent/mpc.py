@@ -105,11 +105,14 @@ class Episode:
     success: bool = False  # goal reached after any env step within the budget
     success_final: bool = False  # goal satisfied by the last state
     steps: int = 0  # env steps executed
-    time_to_success_s: float | None = None  # wall clock from the first plan to the success (shared by the batch)
-    plan_time_s: float = 0.0  # wall clock of the batched planner calls this episode took part in
+    # Planning time is the episode's own: each batched solve's wall clock divided by the problems in it, summed over
+    # the solves it took part in (env stepping, rendering and encoding not counted), so it does not depend on the
+    # batch size or on which other episodes share the batch.
+    time_to_success_s: float | None = None  # its planning seconds up to the solve whose steps reached the goal
+    plan_time_s: float = 0.0  # its planning seconds over the whole episode
     control_steps: int = 0
     iters: int = 0  # planner iterations summed over its solves
-    nonfinite_plans: int = 0  # solves whose plan was not finite; the mean action (zeros) was executed instead
+    nonfinite_plans: int = 0  # solves that found no finite-cost plan; the env's hold action was executed instead
     frames: list[np.ndarray] = field(default_factory=list)  # rendered frames, only for recorded episodes
     goal_frame: np.ndarray | None = None
     first_plan: dict[str, torch.Tensor] = field(default_factory=dict)  # recorded episodes: latents of plan 1
@@ -149,6 +152,8 @@ class MPCAgent:
 
     The planner picks its iteration budget: `planner.iters` for the first (cold) solve of an episode,
     `planner.iters_warm` for warm-started ones.
+    generator: the planner noise of a `run`, drawn in sequence by all its solves (None: a new one seeded 0 per run).
+    A plan whose cost is not finite is not executed: the env's `hold_actions()` (native) keep the agent still.
     resync_states: re-initialise the shifted virtual states from the rollout of the shifted actions
         (see `shift_plan`); needed when the planner returns best-by-rollout actions beside later states.
     """
@@ -191,8 +196,8 @@ class MPCAgent:
             on_episode(int(i), episodes[i])
         records: list[PlanRecord] = []
         prev, prev_rows, executed = None, None, 0  # the last plan, its episodes, planner steps executed from it
-        t0 = time.perf_counter()
         control_step = 0
+        generator = self.generator if self.generator is not None else torch.Generator(model.device).manual_seed(0)
         while not done.all():
             rows = np.flatnonzero(~done)
             start = self.encode(window[rows])  # (b, D)
@@ -202,38 +207,39 @@ class MPCAgent:
                 warm = shift_plan(select_rows(prev, keep), executed, start, goal[rows],
                                   model if self.resync_states else None)
             tic = time.perf_counter()
-            plan = self.planner.plan(model, start, goal[rows], cfg.horizon, warm_start=warm, generator=self.generator)
+            plan = self.planner.plan(model, start, goal[rows], cfg.horizon, warm_start=warm, generator=generator)
             seconds = time.perf_counter() - tic
             rec = PlanRecord(control_step, rows.tolist(), warm is not None, seconds, int(plan.iters),
                              plan.cost.detach().cpu(), {k: v.detach().cpu() for k, v in plan.diagnostics.items()})
             records.append(rec)
             if on_plan is not None:
                 on_plan(rec)
-            actions = torch.where(plan.nonfinite[:, None, None], 0.0, plan.actions)  # (b, H, A) normalised
-            native = model.denormalize_actions(actions).detach().cpu().numpy().astype(np.float32)
+            native = model.denormalize_actions(plan.actions).detach().cpu().numpy().astype(np.float32)  # (b, H, A)
+            unusable = rows[~torch.isfinite(plan.cost).cpu().numpy()]  # episodes whose plan is not executed
             for j, i in enumerate(rows):
                 e = episodes[i]
-                e.plan_time_s += seconds
+                e.plan_time_s += seconds / len(rows)
                 e.control_steps += 1
                 e.iters += int(plan.iters)
-                e.nonfinite_plans += int(plan.nonfinite[j])
+                e.nonfinite_plans += int(i in unusable)
                 if record[i]:
                     e.plans.append((e.steps, self._plan_latents(plan, start, j)))
                     e.first_plan = e.first_plan or e.plans[0][1]
             for executed in range(1, cfg.replan_every + 1):
                 step_actions = np.zeros((n, native.shape[-1]), np.float32)
                 step_actions[rows] = native[:, executed - 1]
+                if len(unusable):
+                    step_actions[unusable] = envs.hold_actions()[unusable]
                 obs, _, _, _, info = envs.step(step_actions, ~done)
                 window = np.concatenate([window[:, 1:], obs[:, None]], axis=1)
                 frames = obs if pixels or not any(record) else envs.render()
-                now = time.perf_counter() - t0
                 for i in np.flatnonzero(~done):
                     e = episodes[i]
                     e.steps += 1
                     e.distances.append(float(info["distance"][i]))
                     e.success_final = bool(info["success"][i])
                     if e.success_final and not e.success:
-                        e.success, e.time_to_success_s = True, now
+                        e.success, e.time_to_success_s = True, e.plan_time_s
                     if record[i]:
                         e.frames.append(frames[i])
                         e.states.append(np.asarray(info["state"][i]))

@@ -2,6 +2,7 @@
 
     python -m benchmarks.planner_sweep [env=NAME] [planners=[grasp,cem,gd,mppi,latco]] [horizons=[5,10,20,30]]
         [episodes=N] [seed=S] [logdir=DIR] [mode=open_loop|mpc] [checkpoint=PATH] [budget=field|equal_time]
+        [allow_dirty=true]
     torchrun --nproc_per_node=K -m benchmarks.planner_sweep ...    (episodes shared among K processes)
                                                                    (defaults: configs/benchmark.yaml)
 From the repo root; `python benchmarks/planner_sweep.py ...` works too where the project is installed (.ci/setup).
@@ -15,16 +16,26 @@ the same task, for every planner; its start state is also the same at every hori
 Both modes run through `agent.evaluation.run_episodes` (open loop is the MPC agent with budget = replan_every = H,
 no warm start); each cell's row is `agent.evaluation.summarize`, the summary evaluate.py writes too.
 Budgets: `field` runs each planner with its config's iterations (cold `iters`, warm `iters_warm`); `equal_time`
-gives every planner `time_per_plan` seconds per plan call: each planner is timed at each horizon on a warm-up
-batch (PROBE_FRACTION of its field iterations; per-call overhead counts as iteration time, so the derived counts
-err low) and runs floor(time_per_plan / seconds per iteration) iterations, cold and warm alike.
-Times: wall clock of batched plan calls on `batch` problems, one torch thread per process; time to success runs
-from the episode's first plan call to the env step that reached the goal, median over successful episodes.
+gives every planner `time_per_plan` seconds per plan call: each planner is calibrated at each horizon on a warm-up
+batch of `batch` problems (per-call overhead and seconds per iteration fitted from two timed calls, then the count
+corrected by timing calls at it, up to CALIBRATION_ROUNDS) and runs the iteration count whose call takes closest
+to time_per_plan, cold and warm alike. The seconds that calibration call took and the mean seconds of the sweep's
+own plan calls are in every row (in mpc mode later calls plan for fewer problems, as episodes finish).
+Times: wall clock of batched plan calls, one torch thread per process. An episode's time to success is its own
+planning time up to success: each batched solve's seconds divided by the problems in it, summed over its solves
+(env stepping not counted; agent/mpc.py `Episode`); the table gives the median over successful episodes.
+Paired comparison: every planner solves the same tasks, so results.md gives, per horizon, GRASP (or the first
+planner when grasp is not swept) against each other planner: the tasks only one of the two solved and the exact
+McNemar p-value (two-sided binomial test on those discordant tasks).
+Provenance: results.json records the git commit, the host, CPU model, CPU count and torch threads, and the 1-min
+load average at the start and end of every cell (other load on the machine slows every timing). A logdir under
+benchmarks/results (where committed results live) is refused while tracked files outside benchmarks/results have
+uncommitted changes, unless allow_dirty=true, which is recorded. Paths in results are relative to the repo.
 
 Outputs in DIR: cells/<planner>-H<h>-<mode>.json (one per finished cell, written atomically; a rerun with the same
 arguments skips them), budgets.json (timings and iteration counts, reused on rerun), results.json, results.md
 (the paper's layout), results.png, and TensorBoard runs tb/<cell> with HParams
-(`.venv/bin/tensorboard --logdir DIR/tb`).
+(`.venv/bin/tensorboard --logdir DIR/tb`; not committed: .gitignore leaves out benchmarks/results/*/tb/).
 """
 import os
 
@@ -33,8 +44,10 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 import dataclasses
 import json
 import math
+import platform
 import shlex
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -55,7 +68,9 @@ from configs import ConfigError
 from worldmodels import provenance
 
 MODES, BUDGETS = ("open_loop", "mpc"), ("field", "equal_time")
-PROBE_FRACTION = 0.1
+PROBE_FRACTION = 0.1  # of a planner's field iterations: the first timed call
+CALIBRATION_ROUNDS = 3  # equal_time: timed calls that correct the fitted iteration count
+RESULTS_DIR = provenance.REPO / "benchmarks" / "results"  # committed results
 TIMING_KEYS = ("median_time_to_success_s", "mean_plan_time_s", "sec_per_iter", "time_to_success_s", "plan_time_s")
 PROTOCOL = {"open_loop": "one plan at horizon H, all H planner steps executed; success: goal reached after any of "
                          "them (LeWM); success_final: at the last one (DINO-WM)",
@@ -65,6 +80,36 @@ PROTOCOL = {"open_loop": "one plan at horizon H, all H planner steps executed; s
 
 def cell_name(planner: str, horizon: int, mode: str) -> str:
     return f"{planner}-H{horizon}-{mode}"
+
+
+def repo_path(path) -> str:
+    """`path` relative to the repo when inside it (results read the same on every machine), else as given."""
+    try:
+        return str(Path(path).resolve().relative_to(provenance.REPO))
+    except ValueError:
+        return str(path)
+
+
+def dirty_tree(repo: Path = provenance.REPO) -> bool:
+    """Tracked files outside benchmarks/results differ from HEAD: results would come from code no commit holds.
+    (Results folders are left out: a resumed sweep rewrites its own committed files.) False outside a checkout."""
+    out = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no", "--", ".",
+                          ":(exclude)benchmarks/results"], capture_output=True, text=True)
+    return out.returncode == 0 and bool(out.stdout.strip())
+
+
+def machine() -> dict:
+    """Where the timings were taken: host, CPU model, logical CPUs and torch threads."""
+    cpu = platform.processor() or None
+    if Path("/proc/cpuinfo").exists():
+        names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                 if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    return {"host": platform.node(), "cpu": cpu, "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads()}
+
+
+def load_1min() -> float:
+    return os.getloadavg()[0]
 
 
 # ---- configuration ------------------------------------------------------------------------------------------------
@@ -103,7 +148,11 @@ def check(cfg) -> tuple[envs.EnvConfig, list[int]]:
             raise ConfigError(f"{key}={OmegaConf.select(cfg, key)}: must be >= 1")
     if cfg.time_per_plan <= 0:
         raise ConfigError(f"time_per_plan={cfg.time_per_plan}: must be > 0 seconds")
-    return env_cfg, horizons
+    logdir = Path(cfg.logdir or f"runs/bench/{env_cfg.name}-{cfg.mode}-{cfg.budget}")
+    if logdir.resolve().is_relative_to(RESULTS_DIR) and not cfg.allow_dirty and dirty_tree():
+        raise ConfigError(f"logdir={cfg.logdir} is where committed results live, but tracked files have uncommitted "
+                          f"changes (git status); commit them first, or pass allow_dirty=true (recorded)")
+    return env_cfg, horizons, logdir
 
 
 def mpc_config(cfg, horizon: int) -> MPCConfig:
@@ -115,25 +164,47 @@ def mpc_config(cfg, horizon: int) -> MPCConfig:
 
 
 # ---- iteration budgets -----------------------------------------------------------------------------------------------
-def probe(model, configs_: dict[str, dict], horizons: list[int], start, goal) -> dict[str, float]:
-    """Seconds per iteration of each planner at each horizon on the warm-up problems start/goal (B, D)."""
-    out = {}
-    for name, pcfg in configs_.items():
-        planner = planners.make(pcfg)
-        planner.plan(model, start, goal, horizons[0], iters=1)  # first-call allocations are not iterations
-        for h in horizons:
-            n = max(1, math.ceil(PROBE_FRACTION * pcfg["iters"]))
-            tic = time.perf_counter()
-            planner.plan(model, start, goal, h, iters=n)
-            out[f"{name}-H{h}"] = (time.perf_counter() - tic) / n
-    return out
+def calibrate(model, pcfg: dict, h: int, start, goal, seconds: float | None) -> dict:
+    """{sec_per_iter, overhead_s, iters, plan_s} of a planner at horizon h on the warm-up problems start/goal
+    (B, D). Per-call overhead and seconds per iteration are fitted from calls of n and 2n iterations
+    (n = PROBE_FRACTION of its field iterations). With `seconds` (equal_time), `iters` is the count whose call
+    takes closest to it: the fit's count, corrected by timing calls at it; `plan_s` is the last timed call there."""
+    planner = planners.make(pcfg)
+
+    def timed(iters: int) -> float:
+        tic = time.perf_counter()
+        planner.plan(model, start, goal, h, iters=iters)
+        return time.perf_counter() - tic
+
+    timed(1)  # first-call allocations at this horizon are not iterations
+    n = max(1, math.ceil(PROBE_FRACTION * pcfg["iters"]))
+    t1, t2 = timed(n), timed(2 * n)
+    per_iter = (t2 - t1) / n if t2 > t1 else t2 / (2 * n)  # timing noise: no overhead can be told apart
+    overhead = max(t1 - n * per_iter, 0.0)
+    out = {"sec_per_iter": per_iter, "overhead_s": overhead, "iters": None, "plan_s": None}
+    if seconds is None:
+        return out
+    # a noisy fit must not send a timed call far past the budget: at most 4x the count that counts overhead as
+    # iteration time (which errs low), and at most 4x per correction
+    low = max(1, math.floor(seconds * 2 * n / t2))
+    iters = min(max(low, round((seconds - overhead) / per_iter)), 4 * low)
+    for _ in range(CALIBRATION_ROUNDS):
+        plan_s = timed(iters)
+        better = round(iters * max(seconds - overhead, 0.0) / max(plan_s - overhead, 1e-9))
+        better = min(max(1, better, iters // 4), 4 * iters)
+        if better == iters:
+            break
+        iters = better
+    else:
+        plan_s = timed(iters)
+    return {**out, "iters": iters, "plan_s": plan_s}
 
 
 def budgets(cfg, logdir: Path, model, configs_, horizons, tasks) -> dict[str, dict]:
     """'<planner>-H<h>' -> {sec_per_iter, iters, iters_warm}, from DIR/budgets.json when it has them (a resumed
     sweep keeps its iteration counts), else timed now and added to it."""
     path = logdir / "budgets.json"
-    settings = {"budget": cfg.budget, "time_per_plan": cfg.time_per_plan, "batch": cfg.batch}
+    settings = {"budget": cfg.budget, "time_per_plan": cfg.time_per_plan, "batch": cfg.batch, "calibration": 2}
     saved = json.loads(path.read_text()) if path.exists() else {}
     entries = saved.get("entries", {}) if saved.get("settings") == settings else {}
     missing = {name: pcfg for name, pcfg in configs_.items() if any(f"{name}-H{h}" not in entries for h in horizons)}
@@ -144,13 +215,14 @@ def budgets(cfg, logdir: Path, model, configs_, horizons, tasks) -> dict[str, di
         goal_obs = np.stack([[tasks(horizons[0], i)[3]] * model.history for i in range(n)])
         with torch.no_grad():
             start, goal = model.encode(torch.as_tensor(obs)), model.encode(torch.as_tensor(goal_obs))
-        for key, spi in probe(model, missing, horizons, start, goal).items():
-            pcfg = configs_[key.rsplit("-H", 1)[0]]
-            if cfg.budget == "field":
-                iters, iters_warm = pcfg["iters"], pcfg["iters_warm"]
-            else:
-                iters = iters_warm = max(1, int(cfg.time_per_plan / spi))
-            entries[key] = {"sec_per_iter": spi, "iters": iters, "iters_warm": iters_warm}
+        for name, pcfg in missing.items():
+            for h in horizons:
+                fit = calibrate(model, pcfg, h, start, goal, cfg.time_per_plan if cfg.budget == "equal_time" else None)
+                if cfg.budget == "field":
+                    fit.update(iters=pcfg["iters"], iters_warm=pcfg["iters_warm"])
+                else:
+                    fit.update(iters_warm=fit["iters"])
+                entries[f"{name}-H{h}"] = fit
         write_json(path, {"settings": settings, "entries": entries})
     return entries
 
@@ -231,24 +303,43 @@ def markdown(res: dict) -> str:
     pct = lambda v: fmt(None if v is None else 100 * v, ".1f")  # noqa: E731
     ci = lambda v: "-" if v is None else f"{100 * v[0]:.1f}-{100 * v[1]:.1f}"  # noqa: E731
     budget = ("each planner's config iterations (cold / warm)" if res["budget"] == "field" else
-              f"equal time: {res['time_per_plan']} s per plan call; iterations = floor(time_per_plan / seconds per "
-              f"iteration timed on a warm-up batch)")
+              f"equal time: {res['time_per_plan']} s per plan call; iterations = the count whose call on a "
+              f"warm-up batch of {res['batch']} took closest to it (calibrated per planner and horizon)")
     out = [f"# Planner benchmark: {res['env']}, {res['mode']}, budget={res['budget']}", "",
            f"Protocol: {res['protocol']}. {res['episodes']} episodes per cell, identical tasks for every planner; "
            f"trivial tasks (solved at reset) excluded: {sum(r['excluded_trivial'] for r in res['rows'])} in all.",
-           f"World model: `{res['checkpoint']}`. Times: wall clock of batched plan calls on {res['batch']} problems, "
-           f"1 torch thread per process, {res['processes']} process(es).", "",
+           f"World model: `{res['checkpoint']}`. Times: wall clock of batched plan calls on up to {res['batch']} "
+           f"problems, 1 torch thread per process, {res['processes']} process(es); an episode's time to success is "
+           f"its own planning time (each solve's seconds / the problems in it, summed).", "",
            "## Success % / median seconds to success (over successful episodes; - : none)", "",
            *table(lambda r: f"{pct(r['success_rate'])} / {fmt(r['median_time_to_success_s'], '.2f')}"), "",
            "## 95% Wilson interval of success (%)", "", *table(lambda r: ci(r["success_ci95"])), ""]
     if res["mode"] == "open_loop":
         out += ["## Success at the last step % (DINO-WM protocol) [95% interval]", "",
                 *table(lambda r: f"{pct(r['success_final_rate'])} [{ci(r['success_final_ci95'])}]"), ""]
-    out += [f"## Budget: {budget}", "", "Cells: iterations cold / warm, timed seconds per iteration, measured mean "
-            "seconds per plan call.", "",
+    pairs = {(p["other"], p["horizon"]): p for p in res["paired"]}
+    if pairs:
+        ref, others = res["paired"][0]["reference"], [n for n in names if n != res["paired"][0]["reference"]]
+        out += [f"## Paired: {ref} against each planner on the same tasks", "",
+                f"Tasks only {ref} solved / only the other solved, and the exact McNemar p-value (two-sided).", "",
+                f"| H | {' | '.join(others)} |", "|---:|" + "---|" * len(others),
+                *[f"| {h} | " + " | ".join(f"{pairs[n, h]['reference_only']} / {pairs[n, h]['other_only']}, "
+                                           f"p = {pairs[n, h]['p_value']:.3g}" for n in others) + " |"
+                  for h in horizons], ""]
+    used = ("seconds of the calibration call, " if res["budget"] == "equal_time" else "")
+    out += [f"## Budget: {budget}", "", f"Cells: iterations cold / warm, fitted seconds per iteration, {used}measured "
+            "mean seconds of the sweep's plan calls.", "",
             *table(lambda r: f"{r['iters']} / {r['iters_warm']} it, {fmt(r['sec_per_iter'], '.3g')} s/it, "
-                             f"{fmt(r['mean_plan_time_s'], '.2f')} s/call"), "",
-            f"Command: `{res['command']}`", "", f"Git commit: `{res['git_commit']}`", ""]
+                             + (f"{fmt(r.get('calibration_plan_time_s'), '.2f')} s calibrated, "
+                                if res["budget"] == "equal_time" else "")
+                             + f"{fmt(r['mean_plan_time_s'], '.2f')} s/call"), ""]
+    m = res["machine"]
+    out += [f"## Machine: {m['host']}, {m['cpu']} ({m['cpus']} logical CPUs), {m['torch_threads']} torch thread(s) "
+            f"per process", "", "1-min load average at the start / end of each cell (this sweep's processes count "
+            "in it; more means other load slowed the timings):", "",
+            *table(lambda r: "-" if "load_1min" not in r else f"{r['load_1min'][0]:.2f} / {r['load_1min'][1]:.2f}"),
+            "", f"Command: `{res['command']}`", "", f"Git commit: `{res['git_commit']}`"
+            + (" (allow_dirty=true)" if res["allow_dirty"] else ""), ""]
     return "\n".join(out)
 
 
@@ -314,9 +405,9 @@ def cell_keys(cfg, env_cfg, checkpoint, configs_, horizons, entries) -> dict[tup
             pcfg = {**configs_[name], "iters": entries[f"{name}-H{h}"]["iters"],
                     "iters_warm": entries[f"{name}-H{h}"]["iters_warm"]}
             task_env = envs.env_config(env_cfg, goal_mode="trajectory", goal_steps=h * env_cfg.action_block)
-            keys[name, h] = {"env": dataclasses.asdict(task_env), "checkpoint": str(checkpoint), "seed": cfg.seed,
-                             "episodes": cfg.episodes, "batch": cfg.batch, "budget": cfg.budget, "planner": pcfg,
-                             "mpc": dataclasses.asdict(mpc_config(cfg, h))}
+            keys[name, h] = {"env": dataclasses.asdict(task_env), "checkpoint": repo_path(checkpoint),
+                             "seed": cfg.seed, "episodes": cfg.episodes, "batch": cfg.batch, "budget": cfg.budget,
+                             "planner": pcfg, "mpc": dataclasses.asdict(mpc_config(cfg, h))}
     return keys
 
 
@@ -333,11 +424,10 @@ def unfinished(cfg, logdir: Path, keys: dict) -> list[tuple[str, int]]:
 
 
 def run(cfg, shard: sharding.Shard = sharding.Shard(), argv=()) -> dict | None:
-    env_cfg, horizons = check(cfg)
+    env_cfg, horizons, logdir = check(cfg)
     configs_ = planner_configs(cfg)
     model, meta, checkpoint = load_world_model(env_cfg, cfg.checkpoint, cfg.device)
     torch.set_num_threads(1)  # times compare planners, so every process plans on one thread; scale with torchrun
-    logdir = Path(cfg.logdir or f"runs/bench/{env_cfg.name}-{cfg.mode}-{cfg.budget}")
     seeds = episode_seeds(cfg.seed, cfg.episodes)
     tasks = Tasks(env_cfg, seeds)
     if shard.main:
@@ -361,14 +451,18 @@ def run(cfg, shard: sharding.Shard = sharding.Shard(), argv=()) -> dict | None:
         for name, h in todo:
             bar.set_description(cell_name(name, h, cfg.mode))
             key = keys[name, h]
+            load_start = load_1min()
             ran = run_cell(cfg, shard, model, planners.make(key["planner"]), mpc_config(cfg, h), h, tasks, seeds,
                            batches, bar)
             if ran is None:
                 continue
             episodes, records = ran
+            budget = entries[f"{name}-H{h}"]
             row = {"planner": name, "horizon": h, "mode": cfg.mode, **summarize(episodes, records),
                    "iters": key["planner"]["iters"], "iters_warm": key["planner"]["iters_warm"],
-                   "sec_per_iter": entries[f"{name}-H{h}"]["sec_per_iter"]}
+                   "sec_per_iter": budget["sec_per_iter"], "calibration_plan_time_s": budget.get("plan_s"),
+                   "load_1min": [load_start, load_1min()],
+                   "machine": {**machine(), "processes": shard.world, "allow_dirty": cfg.allow_dirty}}
             log_cell(logdir, cell_name(name, h, cfg.mode), row, key, records)
             write_json(logdir / "cells" / f"{cell_name(name, h, cfg.mode)}.json",
                        {"row": row, "key": key, "per_episode": episodes})
@@ -381,22 +475,47 @@ def run(cfg, shard: sharding.Shard = sharding.Shard(), argv=()) -> dict | None:
 
 def write_results(cfg, logdir: Path, env_cfg, checkpoint, horizons, names, world: int, argv) -> dict:
     """results.json, results.md and results.png of the finished cells; the table printed."""
-    rows = [json.loads((logdir / "cells" / f"{cell_name(n, h, cfg.mode)}.json").read_text())["row"]
-            for h in horizons for n in names]
+    cells = {(n, h): json.loads((logdir / "cells" / f"{cell_name(n, h, cfg.mode)}.json").read_text())
+             for h in horizons for n in names}
     launcher = f"torchrun --nproc_per_node={world} " if world > 1 else "python "
     results = {"env": env_cfg.name, "mode": cfg.mode, "budget": cfg.budget, "time_per_plan": cfg.time_per_plan,
-               "checkpoint": str(checkpoint), "seed": cfg.seed, "episodes": cfg.episodes, "batch": cfg.batch,
+               "checkpoint": repo_path(checkpoint), "seed": cfg.seed, "episodes": cfg.episodes, "batch": cfg.batch,
                "horizons": horizons, "planners": names, "processes": world,
                "protocol": PROTOCOL[cfg.mode].format(factor=cfg.mpc.budget_factor),
                "command": launcher + shlex.join(["-m", "benchmarks.planner_sweep", *argv]),
-               "git_commit": provenance.git_commit(), "versions": provenance.versions(), "rows": rows,
-               "config": OmegaConf.to_container(cfg, resolve=True)}
+               "git_commit": provenance.git_commit(), "allow_dirty": cfg.allow_dirty, "machine": machine(),
+               "versions": provenance.versions(), "rows": [cells[n, h]["row"] for h in horizons for n in names],
+               "paired": paired(cells, names, horizons), "config": OmegaConf.to_container(cfg, resolve=True)}
     write_json(logdir / "results.json", results)
     (logdir / "results.md").write_text(markdown(results))
     plot(results, logdir / "results.png")
     print("\n" + markdown(results).split("## 95%")[0].split("\n\n", 2)[2])
     print(f"results: {logdir / 'results.md'}\nTensorBoard: {tensorboard_command(logdir / 'tb')}")
     return results
+
+
+def mcnemar_exact(b: int, c: int) -> float:
+    """Two-sided exact McNemar p-value for b and c discordant pairs (tasks only the first, resp. only the second
+    planner solved): under equal success the discordant ones split as Binomial(b + c, 1/2), so
+    p = min(1, 2 * P(X <= min(b, c))); 1 without discordant pairs."""
+    n = b + c
+    return min(1.0, 2 * sum(math.comb(n, k) for k in range(min(b, c) + 1)) / 2 ** n)
+
+
+def paired(cells: dict, names: list[str], horizons: list[int]) -> list[dict]:
+    """Per horizon, the reference planner (grasp, else the first) against every other on the same counted tasks:
+    tasks only the reference solved, only the other solved, and the exact McNemar p-value."""
+    ref = "grasp" if "grasp" in names else names[0]
+    out = []
+    for h in horizons:
+        solved = {n: {e["index"]: e["success"] for e in cells[n, h]["per_episode"] if not e["trivial"]} for n in names}
+        for other in (n for n in names if n != ref):
+            tasks = sorted(solved[ref].keys() & solved[other].keys())
+            b = sum(solved[ref][i] and not solved[other][i] for i in tasks)
+            c = sum(solved[other][i] and not solved[ref][i] for i in tasks)
+            out.append({"horizon": h, "reference": ref, "other": other, "tasks": len(tasks), "reference_only": b,
+                        "other_only": c, "p_value": mcnemar_exact(b, c)})
+    return out
 
 
 def main(argv: list[str]) -> int:

@@ -3,7 +3,10 @@
 `load_config("evaluate", ["env=pointmaze", "planner=cem", "mpc.horizon=40"])`
   1. `configs/<entry>.yaml` is the base. Its `defaults` mapping names one member of each group it uses.
   2. `group=name` picks `configs/<group>/<name>.yaml` instead of the default member. A member is merged at the
-     root, so an env file can also set the `model`, `train` or `mpc` keys that suit that env.
+     root, so an env file can also set the `model`, `train` or `mpc` keys that suit that env. The entry file's
+     `member_sections` lists the top-level sections it takes from members; the others are dropped (train.py
+     takes an env file's `data`, `model` and `train`, evaluate.py its `env` and `mpc`), so a config holds only
+     what its entry point uses and a key of another entry point's section is an unknown key.
   3. Every other `a.b=value` must name a key that exists after composition; values are parsed as YAML
      (`episodes=10`, `planners=[grasp,cem]`, `checkpoint=null`). A value must keep the key's type
      (an int may stand for a float; a null key takes anything). `null` (or an empty value, `key=`) is accepted only
@@ -121,6 +124,7 @@ def _compose(entry: str, argv: Sequence[str], config_dir: Path):
         raise ConfigError(f"unknown entry config {entry!r}; known: {known}")
     base = _read(base_path)
     chosen = dict(OmegaConf.to_container(base.pop("defaults", {})) or {})
+    sections = base.pop("member_sections", None)  # None: every section of a member
 
     overrides = []
     for arg in argv:
@@ -138,7 +142,10 @@ def _compose(entry: str, argv: Sequence[str], config_dir: Path):
         if name not in members(group, config_dir):
             raise ConfigError(f"unknown {group} {name!r}; choose one of: {', '.join(members(group, config_dir))}")
         path = config_dir / group / f"{name}.yaml"
-        cfg = OmegaConf.merge(cfg, _read(path))
+        member = _read(path)
+        for section in [k for k in member if sections is not None and k not in sections]:
+            member.pop(section)
+        cfg = OmegaConf.merge(cfg, member)
         member_notes, member_flow = _scan(path)
         # the entry file's comment wins, then the chosen member's; a key the member leaves undocumented takes the
         # comment another member of the group gives it (e.g. env keys are documented once, in env/wall.yaml)
@@ -155,7 +162,9 @@ def load_config(entry: str, argv: Sequence[str] = (), config_dir: Path = CONFIG_
         parent_key, _, leaf = key.rpartition(".")
         parent = OmegaConf.select(cfg, parent_key) if parent_key else cfg
         if not isinstance(parent, DictConfig) or leaf not in parent:
-            valid = sorted(parent.keys()) if isinstance(parent, DictConfig) else []
+            while parent_key and not isinstance(OmegaConf.select(cfg, parent_key), DictConfig):
+                parent_key = parent_key.rpartition(".")[0]  # the deepest section that exists, e.g. the root
+            valid = sorted(OmegaConf.select(cfg, parent_key).keys()) if parent_key else sorted(cfg.keys())
             where = f" under {parent_key!r}" if parent_key else ""
             raise ConfigError(f"unknown config key {key!r}; valid keys{where}: {', '.join(map(str, valid))}")
         new = OmegaConf.to_container(OmegaConf.from_dotlist([arg]), resolve=True)

@@ -94,6 +94,7 @@ class GoalEnv(gym.Env):
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
     max_task_tries = 1000
+    default_options: dict[str, Any] = {}  # the value of each `cfg.options` key the config leaves out
     action_low: np.ndarray
     action_high: np.ndarray
     state_obs_dim: int

@@ -32,12 +32,13 @@ class PointMazeEnv(GoalEnv):
     state_obs_dim = 4
     state_variables = (StateVariable("xy", (0, 1), "position", task=True),
                        StateVariable("velocity", (2, 3), "velocity", task=False))
+    default_options = {"layout": "UMaze"}
 
     def __init__(self, cfg: EnvConfig):
         unknown = sorted(set(cfg.options) - {"layout"})
         if unknown:
             raise EnvError(f"pointmaze: unknown option(s) {', '.join(unknown)}; valid: layout")
-        layout = cfg.options.get("layout", "UMaze")
+        layout = cfg.options.get("layout", self.default_options["layout"])
         if layout not in LAYOUTS:
             raise EnvError(f"pointmaze: unknown layout {layout!r}; choose one of: {', '.join(LAYOUTS)}")
         self.grid = np.array(LAYOUTS[layout]) == 1  # (rows, cols) True where a wall block stands

@@ -77,12 +77,13 @@ class PushTEnv(GoalEnv):
                        StateVariable("agent_velocity", (5, 6), "velocity", task=False),
                        StateVariable("block_velocity", (7, 8), "velocity", task=False),
                        StateVariable("block_angular_velocity", (9,), "velocity", task=False))
+    default_options = {"relative_actions": False}
 
     def __init__(self, cfg: EnvConfig):
         unknown = sorted(set(cfg.options) - {"relative_actions"})
         if unknown:
             raise EnvError(f"pusht: unknown option(s) {', '.join(unknown)}; valid: relative_actions")
-        self.relative_actions = cfg.options.get("relative_actions", False)
+        self.relative_actions = cfg.options.get("relative_actions", self.default_options["relative_actions"])
         if not isinstance(self.relative_actions, bool):
             raise EnvError(f"pusht: relative_actions={self.relative_actions!r}: must be true or false")
         bound = np.array([MAX_OFFSET, MAX_OFFSET])

@@ -39,6 +39,7 @@ class WallEnv(GoalEnv):
     action_high = np.ones(2)
     state_obs_dim = 2
     state_variables = (StateVariable("xy", (0, 1), "position", task=True),)
+    default_options = DEFAULT_OPTIONS
 
     def __init__(self, cfg: EnvConfig):
         unknown = sorted(set(cfg.options) - set(DEFAULT_OPTIONS))

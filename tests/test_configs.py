@@ -124,3 +124,28 @@ def test_help_of_every_entry_point_names_its_real_invocation(command, usage):
     proc = subprocess.run([sys.executable, *command], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith(usage) and "keys (key=value" in proc.stdout
+
+
+@pytest.mark.parametrize("entry, argv, words", [
+    # pins a bug: each was accepted and ignored, the section belonging to another entry point
+    ("evaluate", ["train.steps=1"], ["'train.steps'", "valid keys: batch, checkpoint"]),
+    ("evaluate", ["model.latent_dim=7"], ["'model.latent_dim'"]),
+    ("benchmark", ["mpc.horizon=99"], ["'mpc.horizon'", "budget_factor"]),
+    ("train", ["env=pusht", "planner.iters=3"], ["'planner.iters'"]),
+])
+def test_each_entry_point_refuses_keys_of_sections_it_does_not_use(entry, argv, words):
+    with pytest.raises(ConfigError) as err:
+        load_config(entry, argv)
+    for word in words:
+        assert word in str(err.value)
+
+
+def test_member_sections_keep_what_each_entry_point_uses():
+    evaluate = load_config("evaluate", ["env=pusht"])
+    assert set(evaluate) >= {"env", "planner", "mpc"} and not {"data", "model", "train"} & set(evaluate)
+    assert evaluate.mpc.horizon == 5 and evaluate.env.options.relative_actions is True
+    train = load_config("train", ["env=pusht"])
+    assert train.train.batch_size == 32 and train.data.episodes == 600 and "planner" not in train
+    assert train.mpc.horizon == 5  # the k-step error at the planning horizon
+    bench = load_config("benchmark", ["env=pusht"])
+    assert bench.env.name == "pusht" and set(bench.mpc) == {"budget_factor", "replan_every", "warm_start"}

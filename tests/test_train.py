@@ -89,6 +89,7 @@ def _ddp_worker(rank, port, dataset, logdir, out):
     torch.save(weights(model), Path(out) / f"rank{rank}.pt")
 
 
+@pytest.mark.slow  # several processes (or a server): the second CI step, `pytest -m slow`
 def test_ddp_two_processes_match_each_other_and_one_process(dataset, tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -79,6 +79,9 @@ class PointBatch:
         info = self._info()
         return self.state.astype(np.float32), -info["distance"], np.zeros(self.n, bool), np.zeros(self.n, bool), info
 
+    def hold_actions(self):
+        return np.zeros((self.n, 2), np.float32)  # (B, A) native: the point has no momentum
+
     def render(self):
         return np.stack([draw(s) for s in self.state])
 

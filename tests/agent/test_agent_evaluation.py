@@ -1,11 +1,19 @@
-"""agent/evaluation.py: the one results summary (and its Wilson intervals), the writer, episode seeds."""
+"""agent/evaluation.py: the one results summary (and its Wilson intervals), the writer, episode seeds, the check
+that a model fits the run's env, the reference frames of plan pictures."""
 import json
 
 import pytest
 import torch
+from conftest import save_tiny_checkpoint
+from omegaconf import OmegaConf
 
-from agent.evaluation import episode_seeds, load_world_model, summarize, wilson, write_json
-from agent.mpc import Episode, PlanRecord
+from agent.evaluation import (check_model_fits_env, episode_seeds, load_world_model, reference_frames, summarize,
+                              wilson, write_json)
+from agent.mpc import AgentError, Episode, PlanRecord
+from configs import load_config
+from envs import env_config, make
+from envs.data import collect
+from worldmodels import load_checkpoint
 
 
 def test_wilson_interval_matches_the_known_values():
@@ -55,7 +63,6 @@ def test_episode_seeds_are_a_prefix_stable_function_of_the_run_seed():
 
 
 def test_load_world_model_warns_about_a_model_unusable_for_planning(tmp_path, tiny_checkpoint, capsys):
-    from envs import env_config
     path = tiny_checkpoint(tmp_path / "wall.pt", "state")
     load_world_model(env_config("wall", obs_type="state"), str(path))
     assert "WARNING" not in capsys.readouterr().err          # no metrics stored: nothing to warn about
@@ -66,3 +73,55 @@ def test_load_world_model_warns_about_a_model_unusable_for_planning(tmp_path, ti
     err = capsys.readouterr().err
     assert err.startswith(f"WARNING: {path}:") and "model/dist_spearman=-0.2 <= 0" in err and "Train longer" in err
     assert err.count("\n") == 1
+
+
+def env_meta(name: str, **fields) -> dict:
+    return {"env": {"name": name, "obs_type": "state", "image_size": 64, "action_block": 5, "goal_mode": "random",
+                    "goal_steps": 25, "options": {}, **fields}}
+
+
+@pytest.mark.parametrize("name, trained, run, words", [
+    # pins a bug: each of these ran silently with a model of another env variant
+    ("pointmaze", {}, {"options": {"layout": "Medium"}}, ["env.options.layout=UMaze", "env.options.layout=Medium"]),
+    ("wall", {"options": {"door_y": 32.0}}, {"options": {"door_y": 12.0}}, ["env.options.door_y=32.0"]),
+    ("pusht", {}, {"options": {"relative_actions": True}}, ["pass env.options.relative_actions=false"]),
+    ("wall", {"obs_type": "pixels"}, {"obs_type": "pixels", "image_size": 32}, ["env.image_size=64"]),
+    ("wall", {}, {"action_block": 2}, ["env.action_block=5", "env.action_block=2"]),
+])
+def test_a_run_env_other_than_the_trained_one_is_refused_naming_the_keys(name, trained, run, words):
+    run_cfg = env_config({**env_meta(name, **trained)["env"], **run})
+    with pytest.raises(AgentError) as err:
+        check_model_fits_env(env_meta(name, **trained), run_cfg, make(run_cfg).default_options)
+    assert "\n" not in str(err.value)
+    for word in words:
+        assert word in str(err.value)
+
+
+@pytest.mark.parametrize("name, trained, run", [
+    ("pointmaze", {}, {"options": {"layout": "UMaze"}}),       # an old checkpoint's {} means the defaults
+    ("pusht", {}, {"options": {"relative_actions": False}}),
+    ("wall", {"options": {"door_y": 32.0, "door_width": 12.0}}, {}),
+    ("wall", {}, {"goal_mode": "trajectory", "goal_steps": 40}),  # task sampling is free
+    ("wall", {}, {"image_size": 32}),  # state observations: image_size only sizes rendered frames
+])
+def test_the_same_env_at_its_effective_values_is_accepted(name, trained, run):
+    run_cfg = env_config({**env_meta(name, **trained)["env"], **run})
+    check_model_fits_env(env_meta(name, **trained), run_cfg, make(run_cfg).default_options)
+
+
+def test_the_shipped_absolute_pusht_model_is_refused_under_the_relative_default():
+    cfg = load_config("evaluate", ["env=pusht"])
+    with pytest.raises(AgentError, match="env.options.relative_actions=false"):
+        load_world_model(env_config(OmegaConf.to_container(cfg.env)))
+    load_world_model(env_config(OmegaConf.to_container(cfg.env), options={"relative_actions": False}))
+
+
+def test_reference_frames_fall_back_to_fresh_ones_for_an_incomplete_dataset(tmp_path, capsys):
+    """Pins a bug: an incomplete dataset beside the checkpoint stopped the run with nothing written."""
+    data = collect(env_config("wall", obs_type="state"), tmp_path / "data", episodes=2, episode_len=4, seed=0)
+    meta = json.loads((data / "meta.json").read_text())
+    meta["episodes"] += 1  # one shard short: an interrupted collection
+    (data / "meta.json").write_text(json.dumps(meta))
+    model, _ = load_checkpoint(save_tiny_checkpoint(tmp_path / "m.pt", "state", data))
+    frames = reference_frames(model, {"data": {"path": str(data)}}, env_config("wall", obs_type="state"), seed=0)
+    assert len(frames.latents) == 512 and "incomplete dataset" in capsys.readouterr().out

@@ -12,6 +12,7 @@ import urllib.parse
 import urllib.request
 
 import numpy as np
+import pytest
 import torch
 from agent_fakes import PointBatch, PointModel, draw
 from PIL import Image
@@ -116,6 +117,7 @@ def test_plan_picture_is_drawn_on_the_frame_when_positions_are_known(tmp_path):
         assert (legend == color).all(-1).sum() >= 100
 
 
+@pytest.mark.slow  # several processes (or a server): the second CI step, `pytest -m slow`
 def test_real_tensorboard_server_serves_the_logged_scalars(tmp_path):
     episodes = logged_run(tmp_path)
     server = subprocess.Popen([sys.executable, "-m", "tensorboard.main", "--logdir", str(tmp_path), "--host",

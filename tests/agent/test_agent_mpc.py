@@ -1,9 +1,7 @@
-import dataclasses
-
 import numpy as np
 import pytest
 import torch
-from agent_fakes import PointBatch, PointModel
+from agent_fakes import STEP, PointBatch, PointModel, draw
 
 import planners
 from agent import AgentError, MPCAgent, MPCConfig, shift_plan
@@ -137,16 +135,64 @@ def test_cold_restarts_use_full_iterations_and_no_warm_start():
     assert seen and all(w is None for w in seen) and all(s.iters == 60 and not s.warm for s in solves)
 
 
-def test_nonfinite_plans_execute_the_mean_action():
-    class NaNPlanner:
-        def plan(self, model, start, goal, horizon, warm_start=None, generator=None):
-            B = start.shape[0]
-            return Plan(torch.full((B, horizon, 2), 7.0), torch.full((B,), float("inf")), None, {},
-                        torch.ones(B, dtype=torch.bool), 1)
+class FixedPlanner:
+    """Returns the same plan for every problem: native action `native` (normalised: x2) at every step, `cost`, and
+    `nonfinite` set; records the planner noise it draws from the agent's generator."""
 
-    agent = MPCAgent(PointModel(), NaNPlanner(), MPCConfig(horizon=3, budget=2))
-    (episode,), _ = agent.run(PointBatch(1), [3])
-    assert episode.nonfinite_plans == 2 and episode.distances[0] == episode.distances[-1]
+    def __init__(self, native, cost, nonfinite=True):
+        self.native, self.cost, self.nonfinite, self.noise = native, cost, nonfinite, []
+
+    def plan(self, model, start, goal, horizon, warm_start=None, generator=None):
+        B = start.shape[0]
+        generator = generator if generator is not None else torch.Generator().manual_seed(0)  # as planners.base
+        self.noise.append(torch.rand(B, generator=generator))
+        actions = model.normalize_actions(torch.tensor(self.native, dtype=torch.float32)).expand(B, horizon, 2)
+        return Plan(actions.clone(), torch.full((B,), self.cost), None, {}, torch.full((B,), self.nonfinite), 1)
+
+
+class HoldRight(PointBatch):
+    def hold_actions(self):
+        return np.tile(np.float32([0.2, 0.0]), (self.n, 1))  # distinguishable from the dataset-mean (zero) action
+
+
+def test_plans_without_finite_cost_execute_the_envs_hold_action():
+    """Pins a bug: the fallback was the normalised zero (the dataset-mean action, for Push-T's absolute targets
+    "drive to the table centre") instead of the env's own hold action."""
+    agent = MPCAgent(PointModel(), FixedPlanner([1.0, 1.0], float("inf")), MPCConfig(horizon=3, budget=2))
+    env = HoldRight(1)
+    start = env.reset([3])[0].copy()
+    (episode,), _ = agent.run(env, [3])
+    assert episode.nonfinite_plans == 2
+    np.testing.assert_allclose(env.state[0] - start[0], [2 * STEP * 0.2, 0.0], atol=1e-6)
+
+
+def test_a_plan_with_finite_cost_is_executed_even_if_some_iteration_was_nonfinite():
+    """Pins a bug: `plan.nonfinite` (any sample or iteration non-finite) discarded plans whose cost was finite."""
+    agent = MPCAgent(PointModel(), FixedPlanner([1.0, 0.0], 1.0), MPCConfig(horizon=3, budget=2))
+    env = HoldRight(1)
+    start = env.reset([3])[0].copy()
+    (episode,), _ = agent.run(env, [3])
+    assert episode.nonfinite_plans == 0
+    np.testing.assert_allclose(env.state[0] - start[0], [2 * STEP, 0.0], atol=1e-6)
+
+
+def test_without_a_generator_each_replan_draws_new_noise_and_runs_repeat():
+    """Pins a bug: generator=None made every replan reuse the noise of a fresh generator seeded 0."""
+    noise = []
+    for _ in range(2):
+        planner = FixedPlanner([0.0, 0.0], 1.0)
+        MPCAgent(PointModel(), planner, MPCConfig(horizon=3, budget=3)).run(PointBatch(2), [1, 2])
+        noise.append(torch.stack(planner.noise))  # (solves, B)
+    assert noise[0].shape == (3, 2) and not torch.equal(noise[0][0], noise[0][1])
+    assert torch.equal(noise[0], noise[1])
+
+
+def test_planning_time_is_each_episodes_share_of_its_solves():
+    episodes, solves = run(MPCConfig(horizon=8, budget=12), [1, 2, 3, 4])
+    for i, e in enumerate(episodes):
+        share = sum(s.seconds / len(s.rows) for s in solves if i in s.rows)
+        assert e.plan_time_s == pytest.approx(share) and e.time_to_success_s == pytest.approx(share)
+    assert sum(e.plan_time_s for e in episodes) == pytest.approx(sum(s.seconds for s in solves))
 
 
 def test_recorded_episodes_keep_frames_and_their_first_plan():
@@ -155,7 +201,8 @@ def test_recorded_episodes_keep_frames_and_their_first_plan():
     assert len(rec.frames) == rec.steps + 1 and rec.goal_frame is not None
     assert rec.first_plan["rollout"].shape == (5, 2) and rec.first_plan["virtual"].shape == (4, 2)
     assert not plain.frames and not plain.first_plan
-    assert dataclasses.is_dataclass(rec)
+    assert len(rec.states) == len(rec.frames) and len(rec.plans) == rec.control_steps
+    assert np.array_equal(rec.frames[-1], draw(rec.states[-1])) and np.array_equal(rec.goal_frame, draw(rec.goal_state))
 
 
 def test_the_agent_encodes_windows_of_the_last_k_observations_repeating_the_first_at_reset():

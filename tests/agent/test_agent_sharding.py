@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -32,6 +33,7 @@ def test_chunk_generators_depend_on_seed_and_chunk_only():
     assert not torch.equal(draw(0, 1), draw(0, 2)) and not torch.equal(draw(0, 1), draw(1, 1))
 
 
+@pytest.mark.slow  # several processes (or a server): the second CI step, `pytest -m slow`
 def test_evaluate_under_torchrun_equals_one_process(tmp_path, tiny_checkpoint):
     ckpt = tiny_checkpoint(tmp_path / "wall.pt", "state")
     args = [f"checkpoint={ckpt}", "env.obs_type=state", "episodes=5", "batch=2", "log_videos=0", "mpc.horizon=4",

@@ -4,12 +4,14 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
+from agent.evaluation import wilson
 from benchmarks import planner_sweep as bench
 from conftest import save_tiny_checkpoint
 
@@ -24,10 +26,10 @@ def checkpoint(tmp_path_factory):
 
 
 def timeless(x):
-    """Results without wall-clock values (and the launch command)."""
+    """Results without wall-clock values, the launch command and the machine's state."""
     if isinstance(x, dict):
-        return {k: timeless(v) for k, v in x.items()
-                if not k.endswith("_s") and k not in ("sec_per_iter", "command", "processes", "config")}
+        return {k: timeless(v) for k, v in x.items() if not k.endswith("_s") and k not in
+                ("sec_per_iter", "command", "processes", "config", "machine", "load_1min")}
     if isinstance(x, list):
         return [timeless(v) for v in x]
     return x
@@ -46,8 +48,7 @@ def test_tiny_sweep_writes_results_and_a_rerun_skips_finished_cells(checkpoint, 
     for r in res["rows"]:
         assert r["mode"] == "open_loop" and r["episodes"] == 4 and r["excluded_trivial"] == 0
         assert r["success_rate"] == r["successes"] / 4 and r["plan_calls"] == 2  # one plan per batch of 2
-        lo, hi = r["success_ci95"]
-        assert 0 <= lo <= r["success_rate"] <= hi <= 1
+        assert r["success_ci95"] == wilson(r["successes"], 4)
         assert (r["iters"], r["iters_warm"]) == ((300, 100) if r["planner"] == "grasp" else (30, 30))
         assert r["mean_plan_time_s"] > 0 and (r["median_time_to_success_s"] is None) == (r["successes"] == 0)
     per_episode = cells(logdir)["grasp-H3-open_loop"]["per_episode"]
@@ -97,11 +98,90 @@ def test_mpc_mode_equal_time_and_a_variant(checkpoint, tmp_path):
     budgets = json.loads((logdir / "budgets.json").read_text())["entries"]
     for name, cell in (("grasp_nosync", nosync), ("gd", gd)):
         b = budgets[f"{name}-H2"]
-        assert b["iters"] == b["iters_warm"] == cell["row"]["iters"] == max(1, int(0.02 / b["sec_per_iter"]))
+        assert b["iters"] == b["iters_warm"] == cell["row"]["iters"] >= 1
+        assert cell["row"]["calibration_plan_time_s"] == b["plan_s"] > 0
         for e in cell["per_episode"]:
             assert 1 <= e["steps"] <= 6 and e["iters"] == b["iters"] * e["control_steps"]
             assert e["success"] == (e["steps"] < 6 or e["success_final"])
     assert "equal time: 0.02 s per plan call" in (logdir / "results.md").read_text()
+
+
+class SleepPlanner:
+    """A plan call takes overhead + iters * per_iter seconds."""
+
+    def __init__(self, overhead, per_iter):
+        self.overhead, self.per_iter = overhead, per_iter
+
+    def plan(self, model, start, goal, horizon, iters):
+        time.sleep(self.overhead + iters * self.per_iter)
+
+
+@pytest.mark.parametrize("overhead, per_iter, seconds, iters", [
+    (0.02, 0.004, 0.08, 15),  # (0.08 - 0.02) / 0.004
+    (0.0, 0.03, 0.05, 2),     # coarse iterations: 2 (0.06 s) is closer than 1 (0.03 s)
+])
+def test_equal_time_calibration_picks_the_count_whose_call_takes_closest_to_the_budget(
+        monkeypatch, overhead, per_iter, seconds, iters):
+    """Pins a bug: floor(budget / probed seconds per iteration), with overhead counted as iteration time, gave
+    CEM and MPPI at H = 20 one iteration that used 0.4 of a 1 s budget."""
+    monkeypatch.setattr(bench.planners, "make", lambda pcfg: SleepPlanner(overhead, per_iter))
+    fit = bench.calibrate(None, {"iters": 30}, 5, None, None, seconds)
+    assert abs(fit["iters"] - iters) <= 1 and fit["plan_s"] == pytest.approx(overhead + fit["iters"] * per_iter,
+                                                                              abs=0.01)
+    assert fit["sec_per_iter"] == pytest.approx(per_iter, abs=0.002)
+
+
+@pytest.mark.parametrize("b, c, p", [(0, 0, 1.0), (5, 5, 1.0), (0, 5, 0.0625), (1, 9, 0.021484375),
+                                     (2, 10, 0.03857421875), (10, 2, 0.03857421875), (3, 4, 1.0), (0, 1, 1.0)])
+def test_exact_mcnemar_matches_the_binomial_test(b, c, p):
+    assert bench.mcnemar_exact(b, c) == pytest.approx(p, rel=1e-12)
+
+
+def test_paired_counts_tasks_only_one_planner_solved():
+    def cell(wins, trivial=()):
+        return {"per_episode": [{"index": i, "success": w, "trivial": i in trivial} for i, w in enumerate(wins)]}
+    cells = {("grasp", 5): cell([1, 1, 1, 0, 1, 0], trivial=(5,)), ("cem", 5): cell([1, 0, 0, 0, 1, 1], trivial=(5,))}
+    (row,) = bench.paired(cells, ["cem", "grasp"], [5])
+    assert (row["reference"], row["other"], row["tasks"], row["reference_only"], row["other_only"]) == \
+        ("grasp", "cem", 5, 2, 0)
+    assert row["p_value"] == bench.mcnemar_exact(2, 0) == 0.5
+
+
+def test_a_dirty_tree_may_not_write_committed_results_unless_allowed(checkpoint, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(bench, "RESULTS_DIR", tmp_path)
+    monkeypatch.setattr(bench, "dirty_tree", lambda: True)
+    argv = [f"checkpoint={checkpoint}", f"logdir={tmp_path / 'wall'}", "planners=[cem]", "horizons=[2]",
+            "episodes=2", "batch=2"]
+    assert bench.main(argv) == 2
+    assert "allow_dirty=true" in capsys.readouterr().err and not (tmp_path / "wall").exists()
+    assert bench.main([*argv, "allow_dirty=true"]) == 0
+    res = json.loads((tmp_path / "wall" / "results.json").read_text())
+    assert res["allow_dirty"] is True and res["rows"][0]["machine"]["allow_dirty"] is True
+    assert "(allow_dirty=true)" in (tmp_path / "wall" / "results.md").read_text()
+
+
+def test_dirty_tree_ignores_results_folders_and_untracked_files(tmp_path):
+    def git(*args):
+        subprocess.run(["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t", *args], check=True,
+                       capture_output=True)
+    (tmp_path / "benchmarks" / "results").mkdir(parents=True)
+    (tmp_path / "code.py").write_text("a = 1\n")
+    (tmp_path / "benchmarks" / "results" / "r.json").write_text("{}\n")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-qm", "init")
+    (tmp_path / "benchmarks" / "results" / "r.json").write_text("{\"x\": 1}\n")
+    (tmp_path / "new.py").write_text("")
+    assert not bench.dirty_tree(tmp_path)
+    (tmp_path / "code.py").write_text("a = 2\n")
+    assert bench.dirty_tree(tmp_path)
+
+
+def test_committed_results_name_the_checkpoint_relative_to_the_repo(checkpoint):
+    assert bench.repo_path(REPO / "worldmodels" / "pretrained" / "wall.pt") == "worldmodels/pretrained/wall.pt"
+    assert bench.repo_path(checkpoint) == str(checkpoint)  # outside the repo: as given
+    for path in REPO.glob("benchmarks/results/*/results.json"):
+        assert not json.loads(path.read_text())["checkpoint"].startswith("/"), path
 
 
 @pytest.mark.parametrize("arg, words", [
@@ -126,6 +206,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow  # several processes (or a server): the second CI step, `pytest -m slow`
 def test_torchrun_two_processes_merge_into_the_single_process_results(checkpoint, tmp_path):
     args = [f"checkpoint={checkpoint}", *TINY]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -65,7 +65,8 @@ def test_warm_start_from_a_solved_plan_stays_solved(name):
     start, goal = reachable(model, 5, batch=3)
     solved = planners.make(name, **FAST.get(name, {})).plan(model, start, goal, 5)
     again = planners.make(name).plan(model, start, goal, 5, warm_start=solved, iters=3)
-    assert (again.cost <= solved.cost).all() and again.iters == 3
+    cold = planners.make(name).plan(model, start, goal, 5, iters=3)
+    assert (again.cost < 0.1 * cold.cost).all() and again.iters == 3  # the warm start is used, not just kept
     default = planners.make(name, iters_warm=2).plan(model, start, goal, 5, warm_start=solved)
     assert default.iters == 2
 

@@ -110,7 +110,7 @@ def test_returned_plan_is_the_best_by_true_cost_even_when_sync_hurts(sync):
     plan = planners.make("grasp", iters=100, sync=sync, lr_sync=50.0, sync_every=10).plan(model, start, goal, 6)
     best = plan.diagnostics["best_cost"]
     assert (best[1:] <= best[:-1]).all()
-    assert (plan.cost <= plan.diagnostics["rollout_cost"].min(0).values).all()
+    assert (plan.diagnostics["rollout_cost"][-1] > 2 * plan.cost).any()  # the last iterate is worse: sync hurt
     true = (model.rollout(start, plan.actions)[:, -1] - goal).square().sum(-1)
     torch.testing.assert_close(plan.cost, true)
     torch.testing.assert_close(plan.cost, best[-1])
@@ -161,10 +161,25 @@ def test_noise_moves_the_states_and_decays_within_each_sync_period():
     quiet = planners.make("grasp", sigma=0.0, **frozen).plan(model, start, goal, 6).diagnostics["dyn_loss"]
     noisy = planners.make("grasp", sigma=0.5, **frozen).plan(model, start, goal, 6).diagnostics["dyn_loss"]
     assert (quiet == quiet[0]).all() and not torch.equal(noisy[1], noisy[0])
-    decays = planners.make("grasp", iters=10, sync_every=10, sigma=1.0, sigma_end=0.0, sync="none")
-    constant = planners.make("grasp", iters=10, sync_every=10, sigma=1.0, sync="none")
-    late = [p.plan(model, start, goal, 6).diagnostics["dyn_loss"][-1] for p in (decays, constant)]
-    assert (late[0] < late[1]).all()
+
+
+
+def test_noise_scale_decays_linearly_within_each_sync_period(monkeypatch):
+    """Every iteration's noise scale, read off the states: with frozen learning rates and unit noise the states
+    move by exactly that iteration's sigma."""
+    model = Linear()
+    start, goal = reachable(model, 6, batch=2)
+    seen = []
+
+    def unit_noise(generator, shape, like):
+        seen.append(like.clone())  # the states before this iteration's noise
+        return torch.ones(shape, dtype=like.dtype)
+
+    monkeypatch.setattr(planners.grasp, "normal", unit_noise)
+    planners.make("grasp", iters=11, sync_every=5, sigma=1.0, sigma_end=0.0, sync="none", lr_states=0.0,
+                  lr_actions=0.0).plan(model, start, goal, 6)
+    steps = torch.stack([(b - a).mean() for a, b in zip(seen, seen[1:])])
+    torch.testing.assert_close(steps, torch.tensor([1.0, 0.8, 0.6, 0.4, 0.2] * 2))
 
 
 class Tanh(ToyModel):
