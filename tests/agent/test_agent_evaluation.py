@@ -5,12 +5,10 @@ import json
 import pytest
 import torch
 from conftest import save_tiny_checkpoint
-from omegaconf import OmegaConf
 
 from agent.evaluation import (check_model_fits_env, episode_seeds, load_world_model, reference_frames, summarize,
                               wilson, write_json)
 from agent.mpc import AgentError, Episode, PlanRecord
-from configs import load_config
 from envs import env_config, make
 from envs.data import collect
 from worldmodels import load_checkpoint
@@ -107,13 +105,6 @@ def test_a_run_env_other_than_the_trained_one_is_refused_naming_the_keys(name, t
 def test_the_same_env_at_its_effective_values_is_accepted(name, trained, run):
     run_cfg = env_config({**env_meta(name, **trained)["env"], **run})
     check_model_fits_env(env_meta(name, **trained), run_cfg, make(run_cfg).default_options)
-
-
-def test_the_shipped_absolute_pusht_model_is_refused_under_the_relative_default():
-    cfg = load_config("evaluate", ["env=pusht"])
-    with pytest.raises(AgentError, match="env.options.relative_actions=false"):
-        load_world_model(env_config(OmegaConf.to_container(cfg.env)))
-    load_world_model(env_config(OmegaConf.to_container(cfg.env), options={"relative_actions": False}))
 
 
 def test_reference_frames_fall_back_to_fresh_ones_for_an_incomplete_dataset(tmp_path, capsys):

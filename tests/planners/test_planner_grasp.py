@@ -177,7 +177,7 @@ def test_noise_scale_decays_linearly_within_each_sync_period(monkeypatch):
 
     monkeypatch.setattr(planners.grasp, "normal", unit_noise)
     planners.make("grasp", iters=11, sync_every=5, sigma=1.0, sigma_end=0.0, sync="none", lr_states=0.0,
-                  lr_actions=0.0).plan(model, start, goal, 6)
+                  lr_actions=0.0, relative=False).plan(model, start, goal, 6)
     steps = torch.stack([(b - a).mean() for a, b in zip(seen, seen[1:])])
     torch.testing.assert_close(steps, torch.tensor([1.0, 0.8, 0.6, 0.4, 0.2] * 2))
 
