@@ -95,13 +95,17 @@ def reference_frames(model, meta: dict, env_cfg: envs.EnvConfig, seed: int) -> N
     on a new machine has no dataset beside it; a dataset may also be incomplete, moved or damaged)."""
     from envs.data import Dataset, collect
     path = (meta.get("data") or {}).get("path")
+    why = "training data not on this machine"
     if path and Path(path).exists():
         try:
             data = Dataset(path)
             if data.meta["env"].get("obs_type") == env_cfg.obs_type:  # the model encodes this env's observations
                 return NearestFrames.from_dataset(model, data, seed=seed)
+            why = f"training data {path} holds {data.meta['env'].get('obs_type')} observations"
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:  # EnvError is a ValueError
-            print(f"plan pictures: training data {path} unreadable ({err}); using fresh frames")
+            why = f"training data {path} unreadable: {err}"
+    print(f"plan pictures: {REFERENCE_EPISODES * (REFERENCE_EPISODE_LEN + 1)} fresh reference frames from the env's "
+          f"data policy ({why})")  # before the collection: it is the pause before the first episode
     with tempfile.TemporaryDirectory() as tmp:
         collect(env_cfg, tmp, episodes=REFERENCE_EPISODES, episode_len=REFERENCE_EPISODE_LEN, seed=seed)
         return NearestFrames.from_dataset(model, Dataset(tmp), seed=seed)

@@ -115,4 +115,21 @@ def test_reference_frames_fall_back_to_fresh_ones_for_an_incomplete_dataset(tmp_
     (data / "meta.json").write_text(json.dumps(meta))
     model, _ = load_checkpoint(save_tiny_checkpoint(tmp_path / "m.pt", "state", data))
     frames = reference_frames(model, {"data": {"path": str(data)}}, env_config("wall", obs_type="state"), seed=0)
-    assert len(frames.latents) == 512 and "incomplete dataset" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert len(frames.latents) == 512 and "incomplete dataset" in out and out.count("plan pictures") == 1
+
+
+def test_fresh_reference_frames_are_announced_before_they_are_collected(tmp_path, capsys, monkeypatch):
+    """A shipped checkpoint on a new machine has no training data beside it: the collection of fresh frames is a
+    pause before the first episode, which used to pass without a word."""
+    import envs.data
+    model, _ = load_checkpoint(save_tiny_checkpoint(tmp_path / "m.pt", "state", tmp_path / "not-here"))
+    collect, said = envs.data.collect, []
+
+    def announced_collect(*args, **kwargs):
+        said.append(capsys.readouterr().out)  # what was printed before the collection started
+        return collect(*args, **kwargs)
+    monkeypatch.setattr(envs.data, "collect", announced_collect)
+    reference_frames(model, {"data": {"path": str(tmp_path / "not-here")}}, env_config("wall", obs_type="state"), 0)
+    assert said == ["plan pictures: 576 fresh reference frames from the env's data policy (training data not on this "
+                    "machine)\n"]
