@@ -16,29 +16,27 @@ optimizer state and step are the whole state. `train.batch_size` is the global b
 its slice and the regulariser sees the gathered global batch, so N processes compute the same update as one.
 The pieces (data, step, DDP gather, metrics) are in worldmodels/training.py and worldmodels/metrics.py.
 """
-from __future__ import annotations
-
 import datetime
 import os
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 from omegaconf import OmegaConf
 from torch.nn.parallel import DistributedDataParallel
+from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 import configs
 import envs
 from agent.logging import tensorboard_command
 from configs import ConfigError
-from worldmodels import JEPA, CheckpointError, ModelError, latent_health, provenance, read_checkpoint, save_checkpoint
+from worldmodels import JEPA, CheckpointError, ModelError, save_checkpoint
 from worldmodels.metrics import model_metrics, planning_warning
-from worldmodels.training import (Episodes, TrainConfig, TrainingError, check_resume, dataset_path, init_model,
-                                  open_dataset, train_step)
+from worldmodels.training import (Episodes, TrainConfig, TrainingError, checkpoint_meta, dataset_path, init_model,
+                                  init_process_group, open_dataset, restore, train_scalars, train_step)
 
 CHECKPOINT, FINAL_MODEL = "checkpoint.pt", "model.pt"
 
@@ -64,12 +62,7 @@ def run(cfg) -> JEPA:
         raise ConfigError(f"logdir={str(logdir)!r} already holds a run; pass resume=true or choose another logdir")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)  # per process: under torchrun each rank sets its own
-    device = torch.device(cfg.device)
-    if world > 1:
-        if device.type == "cuda":
-            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-            torch.cuda.set_device(device)
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    device = init_process_group(torch.device(cfg.device), world)
     try:
         return train(cfg, tc, env_cfg, logdir, device, rank, world)
     finally:
@@ -91,22 +84,11 @@ def train(cfg, tc: TrainConfig, env_cfg, logdir: Path, device: torch.device, ran
     optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     start, metrics, train_time = 0, {}, 0.0
     if cfg.resume:
-        saved = read_checkpoint(logdir / CHECKPOINT)
-        saved["meta"]["config"]["model"].setdefault("history", 1)  # runs from before frame history had k = 1
-        check_resume(saved["meta"]["config"], resolved)
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["training"]["optimizer"])
-        start, metrics = saved["training"]["step"], dict(saved["meta"]["metrics"])
-        train_time = saved["meta"].get("train_time_s", float("nan"))   # nan: a run from before it was recorded
+        start, metrics, train_time = restore(logdir / CHECKPOINT, model, optimizer, resolved)
     trainer = DistributedDataParallel(model, broadcast_buffers=False) if world > 1 else model
-    meta = {"env": asdict(env_cfg), "config": resolved, "seed": cfg.seed, "git_commit": provenance.git_commit(),
-            "action_mean": model.action_mean.tolist(), "action_std": model.action_std.tolist(),
-            "data": {"path": cfg.data.path, "episodes": len(dataset), "episode_len": dataset.meta["episode_len"],
-                     "train_episodes": episodes.n_train, "transitions": episodes.n_train * episodes.episode_len},
-            "versions": provenance.versions(), "world_size": world, "metrics": metrics}
+    meta = checkpoint_meta(env_cfg, resolved, model, dataset, episodes, world, metrics)
     writer = None
     if is_main:
-        from torch.utils.tensorboard import SummaryWriter
         logdir.mkdir(parents=True, exist_ok=True)
         writer = SummaryWriter(str(logdir), purge_step=start if cfg.resume else None)
         writer.add_text("config", "    " + OmegaConf.to_yaml(OmegaConf.create(resolved)).replace("\n", "\n    "), start)
@@ -129,9 +111,7 @@ def train(cfg, tc: TrainConfig, env_cfg, logdir: Path, device: torch.device, ran
             continue
         scalars = {}
         if done % tc.log_every == 0 or done == tc.steps:
-            scalars = {"train/loss": loss.item(), "train/pred_loss": pred_loss.item(),
-                       "train/reg_loss": reg_loss.item(), "train/lr": tc.lr_at(step),
-                       **{f"train/{k}": v for k, v in latent_health(z_all.detach()).items()},
+            scalars = {**train_scalars(loss, pred_loss, reg_loss, z_all, tc.lr_at(step)),
                        "perf/steps_per_s": timed_steps / step_time}
             bar.set_postfix(loss=f"{scalars['train/loss']:.4f}", pred=f"{scalars['train/pred_loss']:.4f}")
             step_time, timed_steps = 0.0, 0

@@ -1,5 +1,5 @@
 """What every run records beside its resolved config (checkpoint meta, results files): the code's git commit and
-the package versions."""
+the package versions; and what a resumed run (train.py, evaluate.py) may change of the config it continues."""
 from __future__ import annotations
 
 import importlib.metadata
@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
+RESUME_MAY_CHANGE = ("resume", "logdir", "device", "threads")  # top-level keys a resumed run may set anew
 
 
 def git_commit() -> str | None:
@@ -31,3 +32,19 @@ def versions() -> dict:
         package = None
     return {"python": platform.python_version(), "torch": str(torch.__version__), "numpy": np.__version__,
             "grasp-wm": package}
+
+
+def config_change(before: dict, now: dict) -> tuple[str, object, object] | None:
+    """(dotted key, its value in `before`, in `now`) of the first key (sorted) whose value differs between two
+    resolved configs outside RESUME_MAY_CHANGE, a key present in one only counting as None in the other; None when
+    they agree, i.e. a run with `now` may continue the run with `before`."""
+    old, new = _flat(before), _flat(now)
+    changed = sorted(k for k in old.keys() | new.keys()
+                     if k.split(".")[0] not in RESUME_MAY_CHANGE and old.get(k) != new.get(k))
+    return (changed[0], old.get(changed[0]), new.get(changed[0])) if changed else None
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    """{"a": {"b": 1}} -> {"a.b": 1}."""
+    return {k: v for key, value in d.items()
+            for k, v in (_flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {prefix + key: value}).items()}

@@ -7,8 +7,12 @@ The loop itself is train.py's (the driver). Everything here takes plain Python v
   init_model      a fresh JEPA for the dataset's shapes, normalised by its statistics
   Episodes        the whole dataset in memory; batches are a function of (seed, step) alone (exact resume)
   train_step      one update: prediction loss + regulariser on the GLOBAL batch of latents, clip, AdamW
+  train_scalars   a step's train/ numbers for TensorBoard
   global_batch    all_gather with a gradient that sums every rank's contribution (N ranks = one process)
+  init_process_group  this process's device, in the DDP process group under torchrun
   check_resume    a resumed run must keep its config
+  checkpoint_meta what a checkpoint records beside the weights
+  restore         a resumed run's model, optimizer, step and metrics from its checkpoint
 Training needs the env's data (`envs.data`); the model and checkpoints (the rest of `worldmodels`) need only torch.
 """
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -25,12 +30,14 @@ import torch.distributed as dist
 
 from envs import EnvConfig
 from envs.data import Dataset, collect
+from worldmodels.checkpoint import read_checkpoint
 from worldmodels.model import JEPA, ModelConfig
-from worldmodels.regularizers import REGULARIZERS, regularizer
+from worldmodels import provenance
+from worldmodels.provenance import config_change
+from worldmodels.regularizers import REGULARIZERS, latent_health, regularizer
 
 MIN_LR_FRACTION = 0.1          # cosine decay ends at this fraction of train.lr
 CHUNK = 512                    # frames processed at once for the observation statistics (bounds memory)
-RESUME_MAY_CHANGE = ("resume", "device", "logdir", "threads")
 
 
 class TrainingError(ValueError):
@@ -194,6 +201,17 @@ def global_batch(z: torch.Tensor) -> torch.Tensor:
     return _GatherWithGrad.apply(z) if dist.is_initialized() else z
 
 
+def init_process_group(device: torch.device, world: int) -> torch.device:
+    """This process's device; with `world` > 1 (torchrun) it joins the process group (NCCL on CUDA, each rank on
+    its LOCAL_RANK's GPU; gloo on CPU)."""
+    if world > 1:
+        if device.type == "cuda":
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return device
+
+
 # ---- the step ---------------------------------------------------------------------------------------------------
 def train_step(trainer, model: JEPA, optimizer, tc: TrainConfig, obs, actions, seed: int, step: int):
     """One update on this rank's batch: obs (b, k-1+L, ...) raw (`Episodes.batch`), actions (b, L-1, A) native.
@@ -213,20 +231,45 @@ def train_step(trainer, model: JEPA, optimizer, tc: TrainConfig, obs, actions, s
     return loss, pred_loss, reg_loss, z_all
 
 
-# ---- resume -----------------------------------------------------------------------------------------------------
+def train_scalars(loss, pred_loss, reg_loss, z_all: torch.Tensor, lr: float) -> dict[str, float]:
+    """The train/ scalars of a step: its losses and learning rate, and the health of the global batch of latents
+    (`latent_health`)."""
+    return {"train/loss": loss.item(), "train/pred_loss": pred_loss.item(), "train/reg_loss": reg_loss.item(),
+            "train/lr": lr, **{f"train/{k}": v for k, v in latent_health(z_all.detach()).items()}}
+
+
+# ---- the checkpoint, resume -------------------------------------------------------------------------------------
 def check_resume(saved: dict, config: dict) -> None:
-    """A resumed run's resolved `config` must equal the checkpoint's `saved` one, but for RESUME_MAY_CHANGE."""
-    before, now = _flat(saved), _flat(config)
-    changed = sorted(k for k in before.keys() | now.keys()
-                     if k.split(".")[0] not in RESUME_MAY_CHANGE and before.get(k) != now.get(k))
-    if changed:
-        k = changed[0]
-        raise TrainingError(f"resume: {k}={now.get(k)!r} differs from the checkpoint's {before.get(k)!r}; "
+    """A resumed run's resolved `config` must equal the checkpoint's `saved` one, but for
+    `provenance.RESUME_MAY_CHANGE`."""
+    change = config_change(saved, config)
+    if change:
+        k, was, now = change
+        raise TrainingError(f"resume: {k}={now!r} differs from the checkpoint's {was!r}; "
                             f"a resumed run must keep its config")
 
 
-def _flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
-    return out
+def checkpoint_meta(env_cfg: EnvConfig, config: dict, model: JEPA, dataset: Dataset, episodes: Episodes, world: int,
+                    metrics: dict) -> dict:
+    """What a checkpoint records beside the weights: the env and resolved `config`, provenance, the action
+    normalisation, the data, the DDP world size and the `metrics` so far (train.py adds the step and the seconds of
+    training steps at each save)."""
+    return {"env": asdict(env_cfg), "config": config, "seed": config["seed"], "git_commit": provenance.git_commit(),
+            "action_mean": model.action_mean.tolist(), "action_std": model.action_std.tolist(),
+            "data": {"path": config["data"]["path"], "episodes": len(dataset),
+                     "episode_len": dataset.meta["episode_len"], "train_episodes": episodes.n_train,
+                     "transitions": episodes.n_train * episodes.episode_len},
+            "versions": provenance.versions(), "world_size": world, "metrics": metrics}
+
+
+def restore(path: Path, model: JEPA, optimizer, config: dict) -> tuple[int, dict, float]:
+    """Loads the checkpoint at `path` into a fresh `model` and its `optimizer` for a resumed run with the resolved
+    `config` (checked to be the checkpoint's, `check_resume`). Returns (step, metrics, seconds of training steps)
+    to continue from."""
+    saved = read_checkpoint(path)
+    saved["meta"]["config"]["model"].setdefault("history", 1)  # runs from before frame history had k = 1
+    check_resume(saved["meta"]["config"], config)
+    model.load_state_dict(saved["model"])
+    optimizer.load_state_dict(saved["training"]["optimizer"])
+    train_time = saved["meta"].get("train_time_s", float("nan"))   # nan: a run from before it was recorded
+    return saved["training"]["step"], dict(saved["meta"]["metrics"]), train_time
