@@ -1,6 +1,6 @@
 """Closed-loop control with a latent planner: the MPC loop (`agent.mpc`), running and summarising evaluation episodes
-(`agent.evaluation`, used by evaluate.py and the benchmarks), torchrun sharding (`agent.sharding`) and TensorBoard
-logging (`agent.logging`).
+(`agent.evaluation`, used by evaluate.py and the benchmarks), interrupting and resuming an evaluation
+(`agent.resume`), torchrun sharding (`agent.sharding`) and TensorBoard logging (`agent.logging`).
 
 The MPC loop depends on planners and world models only through their small interfaces and drives envs through
 `envs.EnvBatch`; `agent.evaluation` also loads world-model checkpoints and makes the EnvBatches.

@@ -1,11 +1,13 @@
-"""Evaluating a world model and a planner on episodes: what evaluate.py and every benchmark share.
+"""Evaluating a world model and a planner on episodes: evaluate.py's pieces, most shared with every benchmark.
 
   load_world_model  the checkpoint for an env (null: the shipped one), frozen, checked to fit the env
   episode_seeds     independent env seeds per (run seed, episode index)
   run_episodes      a batch of MPC episodes in chunks, shared among torchrun ranks (agent/sharding.py)
   summarize         THE results summary of a set of episodes: rates, 95% intervals, times, means
+  results_json      evaluate.py's results.json, complete or interrupted (agent/resume.py)
   write_json        THE results writer: atomic, so a crash never leaves a partial file
   reference_frames  the frames plan pictures are drawn with (agent/logging.NearestFrames)
+  eval_logger       evaluate.py's TensorBoard writer, with plan pictures where the env allows them
   USER_ERRORS       what an evaluation reports as one line and exit code 2 (`configs.main`)
 """
 from __future__ import annotations
@@ -27,8 +29,9 @@ import envs
 import planners
 import worldmodels
 from agent import sharding
-from agent.logging import NearestFrames
+from agent.logging import EvalLogger, NearestFrames
 from agent.mpc import AgentError, Episode, MPCAgent, MPCConfig, PlanRecord
+from worldmodels import provenance
 from worldmodels.metrics import planning_warning
 
 REFERENCE_EPISODES, REFERENCE_EPISODE_LEN = 64, 8  # the fallback frame set for plan pictures: 576 frames
@@ -109,6 +112,19 @@ def reference_frames(model, meta: dict, env_cfg: envs.EnvConfig, seed: int) -> N
     with tempfile.TemporaryDirectory() as tmp:
         collect(env_cfg, tmp, episodes=REFERENCE_EPISODES, episode_len=REFERENCE_EPISODE_LEN, seed=seed)
         return NearestFrames.from_dataset(model, Dataset(tmp), seed=seed)
+
+
+def eval_logger(model, meta: dict, env_cfg: envs.EnvConfig, logdir: Path, log_videos: int, seed: int) -> EvalLogger:
+    """evaluate.py's TensorBoard writer in `logdir`, with plan pictures of the first `log_videos` episodes drawn on
+    the env's frame where it has `pixel_xy` (else a strip of nearest frames; none for state observations without
+    it)."""
+    probe = envs.make(env_cfg)
+    to_pixel = probe.pixel_xy if probe.has_pixel_xy else None
+    probe.close()
+    pictures = log_videos > 0 and (env_cfg.obs_type == "pixels" or to_pixel is not None)
+    nearest = reference_frames(model, meta, env_cfg, seed) if pictures else None
+    logdir.mkdir(parents=True, exist_ok=True)
+    return EvalLogger(str(logdir), nearest, to_pixel)
 
 
 # ---- episodes -------------------------------------------------------------------------------------------------
@@ -192,6 +208,21 @@ def summarize(episodes: list[dict], records: list[PlanRecord]) -> dict:
             "mean_steps": statistics.fmean(e["steps"] for e in counted) if counted else None,
             "mean_final_distance": statistics.fmean(e["final_distance"] for e in counted) if counted else None,
             "nonfinite_plans": sum(e["nonfinite_plans"] for e in episodes)}
+
+
+def results_json(config: dict, env: str, checkpoint: Path, rows: list[dict], records: list,
+                 chunk_calls: dict[int, list] | None = None) -> dict:
+    """evaluate.py's results.json: the summary of `rows` (`Episode.summary()` rows with index and distances) and
+    `records`, the rows, the resolved `config` and provenance. With `chunk_calls` ({chunk: plan calls}) it is an
+    interrupted run's (complete: false) and lists the finished chunks, which a resume skips (agent/resume.py)."""
+    out = {"env": env, "planner": config["planner"]["name"], "checkpoint": str(checkpoint), "seed": config["seed"],
+           "complete": chunk_calls is None, **summarize(rows, records),
+           "protocol": "success: goal reached after any env step within mpc.budget; success_final: the last state",
+           "per_episode": rows, "config": config, "versions": provenance.versions(),
+           "git_commit": provenance.git_commit()}
+    if chunk_calls is not None:
+        out["finished_chunks"] = [{"chunk": k, "plan_calls": c} for k, c in sorted(chunk_calls.items())]
+    return out
 
 
 def write_json(path: Path, data) -> None:
