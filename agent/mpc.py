@@ -175,22 +175,7 @@ class MPCAgent:
         cfg, model = self.cfg, self.model
         n = len(seeds)
         record = record or [False] * n
-        obs, info = envs.reset(seeds, options_list)
-        # the encoder sees the last k = model.history observations; at reset, and for the goal (at rest), one
-        # observation repeated k times, as frames before an episode's first repeat it in training
-        window = np.repeat(obs[:, None], model.history, axis=1)  # (n, k, *obs_shape)
-        goal = self.encode(np.repeat(info["goal_obs"][:, None], model.history, axis=1))  # (n, D)
-        episodes = [Episode(seed=int(s), trivial=bool(info["success"][i]), distances=[float(info["distance"][i])])
-                    for i, s in enumerate(seeds)]
-        pixels = obs.ndim == 4  # pixel observations are the frames; state observations need rendering
-        if any(record):
-            frames = obs if pixels else envs.render()
-            for i in np.flatnonzero(record):
-                episodes[i].frames.append(frames[i])
-                episodes[i].states.append(np.asarray(info["state"][i]))
-                episodes[i].goal_state = np.asarray(info["goal_state"][i])
-                episodes[i].goal_frame = (info["goal_obs"][i] if pixels
-                                          else envs.envs[i].render_state(info["goal_state"][i]))
+        window, goal, episodes = self._reset(envs, seeds, options_list, record)
         done = np.array([e.trivial for e in episodes])
         for i in np.flatnonzero(done if on_episode is not None else []):
             on_episode(int(i), episodes[i])
@@ -230,27 +215,56 @@ class MPCAgent:
                 step_actions[rows] = native[:, executed - 1]
                 if len(unusable):
                     step_actions[unusable] = envs.hold_actions()[unusable]
-                obs, _, _, _, info = envs.step(step_actions, ~done)
-                window = np.concatenate([window[:, 1:], obs[:, None]], axis=1)
-                frames = obs if pixels or not any(record) else envs.render()
-                for i in np.flatnonzero(~done):
-                    e = episodes[i]
-                    e.steps += 1
-                    e.distances.append(float(info["distance"][i]))
-                    e.success_final = bool(info["success"][i])
-                    if e.success_final and not e.success:
-                        e.success, e.time_to_success_s = True, e.plan_time_s
-                    if record[i]:
-                        e.frames.append(frames[i])
-                        e.states.append(np.asarray(info["state"][i]))
-                    done[i] = e.steps >= cfg.budget or (cfg.stop_on_success and e.success)
-                    if done[i] and on_episode is not None:
-                        on_episode(int(i), e)
+                window = self._step(envs, step_actions, window, episodes, done, record, on_episode)
                 if done.all():
                     break
             prev, prev_rows = plan, rows
             control_step += 1
         return episodes, records
+
+    def _reset(self, envs, seeds: list[int], options_list, record: list[bool]):
+        """Resets `envs` to the episodes' tasks. Returns the encoder's first windows (n, k, *obs_shape), the goals'
+        latents (n, D) and the new episodes, the recorded ones with their first frame, state, goal frame and state."""
+        obs, info = envs.reset(seeds, options_list)
+        # the encoder sees the last k = model.history observations; at reset, and for the goal (at rest), one
+        # observation repeated k times, as frames before an episode's first repeat it in training
+        window = np.repeat(obs[:, None], self.model.history, axis=1)  # (n, k, *obs_shape)
+        goal = self.encode(np.repeat(info["goal_obs"][:, None], self.model.history, axis=1))  # (n, D)
+        episodes = [Episode(seed=int(s), trivial=bool(info["success"][i]), distances=[float(info["distance"][i])])
+                    for i, s in enumerate(seeds)]
+        pixels = obs.ndim == 4  # pixel observations are the frames; state observations need rendering
+        if any(record):
+            frames = obs if pixels else envs.render()
+            for i in np.flatnonzero(record):
+                episodes[i].frames.append(frames[i])
+                episodes[i].states.append(np.asarray(info["state"][i]))
+                episodes[i].goal_state = np.asarray(info["goal_state"][i])
+                episodes[i].goal_frame = (info["goal_obs"][i] if pixels
+                                          else envs.envs[i].render_state(info["goal_state"][i]))
+        return window, goal, episodes
+
+    def _step(self, envs, step_actions: np.ndarray, window: np.ndarray, episodes: list[Episode], done: np.ndarray,
+              record: list[bool], on_episode) -> np.ndarray:
+        """One env step of the running episodes (not `done`) with native `step_actions` (n, A): each one's steps,
+        distance, success (and frame and state if recorded); those that end are marked in `done` (in place) and
+        passed to `on_episode`. Returns the encoder's windows (n, k, *obs_shape) with the new observation last."""
+        obs, _, _, _, info = envs.step(step_actions, ~done)
+        window = np.concatenate([window[:, 1:], obs[:, None]], axis=1)
+        frames = obs if obs.ndim == 4 or not any(record) else envs.render()  # pixel observations are the frames
+        for i in np.flatnonzero(~done):
+            e = episodes[i]
+            e.steps += 1
+            e.distances.append(float(info["distance"][i]))
+            e.success_final = bool(info["success"][i])
+            if e.success_final and not e.success:
+                e.success, e.time_to_success_s = True, e.plan_time_s
+            if record[i]:
+                e.frames.append(frames[i])
+                e.states.append(np.asarray(info["state"][i]))
+            done[i] = e.steps >= self.cfg.budget or (self.cfg.stop_on_success and e.success)
+            if done[i] and on_episode is not None:
+                on_episode(int(i), e)
+        return window
 
     @torch.no_grad()
     def _plan_latents(self, plan, start: torch.Tensor, j: int) -> dict[str, torch.Tensor]:
