@@ -26,7 +26,7 @@ import os
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import gymnasium as gym
 import numpy as np
@@ -168,11 +168,15 @@ class GoalEnv(gym.Env):
 
     def observe_state(self, state: np.ndarray) -> np.ndarray:
         """The observation of an arbitrary state (e.g. a goal), leaving the env where it was."""
+        return self._at_state(state, self.observe)
+
+    def _at_state(self, state: np.ndarray, look: Callable[[], np.ndarray]) -> np.ndarray:
+        """`look()` with the env set to `state`, then put back where it was."""
         current = self.get_state()
         self.set_state(state)
-        obs = self.observe()
+        out = look()
         self.set_state(current)
-        return obs
+        return out
 
     def render(self) -> np.ndarray:
         return self._render_pixels()
@@ -188,11 +192,8 @@ class GoalEnv(gym.Env):
         return type(self).pixel_xy is not GoalEnv.pixel_xy
 
     def render_state(self, state: np.ndarray) -> np.ndarray:
-        current = self.get_state()
-        self.set_state(state)
-        frame = self._render_pixels()
-        self.set_state(current)
-        return frame
+        """The frame of an arbitrary state (e.g. a goal, for state observations), leaving the env where it was."""
+        return self._at_state(state, self._render_pixels)
 
     def check_action(self, action) -> np.ndarray:
         action = np.asarray(action, dtype=np.float64)

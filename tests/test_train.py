@@ -36,6 +36,21 @@ def weights(model) -> dict:
     return {k: v.clone() for k, v in model.state_dict().items()}
 
 
+def killed_at_step(kill: int, monkeypatch, cfg) -> None:
+    """Runs train.py with `cfg` until step `kill` raises KeyboardInterrupt, as a kill at that moment would."""
+    batch = training.Episodes.batch
+
+    def killed(self, seed, step, *args):
+        if step == kill:
+            raise KeyboardInterrupt
+        return batch(self, seed, step, *args)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(training.Episodes, "batch", killed)
+        with pytest.raises(KeyboardInterrupt):
+            train.run(cfg)
+
+
 def test_run_writes_checkpoint_and_tensorboard(dataset, tmp_path):
     model = train.run(config(dataset, tmp_path, "train.steps=4", "train.ckpt_every=2", "mpc.horizon=4"))
     loaded, meta = load_checkpoint(tmp_path / "checkpoint.pt", env="wall", obs_type="pixels")
@@ -63,17 +78,7 @@ def test_resume_after_a_kill_reaches_the_same_weights(dataset, tmp_path, monkeyp
     steps = ["train.steps=6", "train.ckpt_every=3"]
     uninterrupted = weights(train.run(config(dataset, tmp_path / "a", *steps)))
 
-    batch = training.Episodes.batch
-
-    def killed_at_step_4(self, seed, step, *args):   # after the step-3 checkpoint and one more step
-        if step == 4:
-            raise KeyboardInterrupt
-        return batch(self, seed, step, *args)
-
-    monkeypatch.setattr(training.Episodes, "batch", killed_at_step_4)
-    with pytest.raises(KeyboardInterrupt):
-        train.run(config(dataset, tmp_path / "b", *steps))
-    monkeypatch.setattr(training.Episodes, "batch", batch)
+    killed_at_step(4, monkeypatch, config(dataset, tmp_path / "b", *steps))  # after the step-3 checkpoint and one more
     assert load_checkpoint(tmp_path / "b" / "checkpoint.pt")[1]["step"] == 3
     resumed = weights(train.run(config(dataset, tmp_path / "b", *steps, "resume=true")))
     for k, v in uninterrupted.items():
@@ -130,17 +135,7 @@ def test_frame_history_trains_resumes_exactly_and_evaluates(dataset, tmp_path, m
 
     k2 = ["model.history=2", "train.steps=4", "train.ckpt_every=2"]
     uninterrupted = weights(train.run(config(dataset, tmp_path / "a", *k2)))
-    batch = training.Episodes.batch
-
-    def killed_at_step_3(self, seed, step, *args):
-        if step == 3:
-            raise KeyboardInterrupt
-        return batch(self, seed, step, *args)
-
-    monkeypatch.setattr(training.Episodes, "batch", killed_at_step_3)
-    with pytest.raises(KeyboardInterrupt):
-        train.run(config(dataset, tmp_path / "b", *k2))
-    monkeypatch.setattr(training.Episodes, "batch", batch)
+    killed_at_step(3, monkeypatch, config(dataset, tmp_path / "b", *k2))
     resumed = weights(train.run(config(dataset, tmp_path / "b", *k2, "resume=true")))
     for k, v in uninterrupted.items():
         assert torch.equal(resumed[k], v), k
