@@ -86,15 +86,17 @@ class TrainConfig:
 # ---- data -------------------------------------------------------------------------------------------------------
 def dataset_path(env_cfg: EnvConfig, data: dict, is_main: bool = True) -> Path:
     """`data["path"]` when set, else the cache directory data/<env>-<obs_type>-<hash of env + data spec> of the
-    env's `data:` section, collected by rank 0 if missing or incomplete (the other ranks wait for it)."""
+    env's `data:` section, collected by rank 0 if missing or incomplete (the other ranks wait for it). The path is
+    kept as given (the cache one relative to the working directory), so a checkpoint names no machine's absolute
+    path."""
     if data.get("path"):
         path = Path(data["path"])
         if not (path / "meta.json").exists():
             raise TrainingError(f"data.path={data['path']!r}: no dataset there (meta.json missing)")
-        return path.resolve()
+        return path
     spec = {k: v for k, v in data.items() if k != "path"}
     digest = hashlib.sha1(json.dumps({"env": asdict(env_cfg), "data": spec}, sort_keys=True).encode()).hexdigest()
-    path = (Path("data") / f"{env_cfg.name}-{env_cfg.obs_type}-{digest[:10]}").resolve()
+    path = Path("data") / f"{env_cfg.name}-{env_cfg.obs_type}-{digest[:10]}"
     if is_main and not _complete(path):
         collect(env_cfg, path, **spec)
     if dist.is_initialized():
