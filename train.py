@@ -9,12 +9,11 @@ and reused by later runs. Writes DIR/checkpoint.pt (weights, resolved config, no
 version, git commit, metrics, seconds of training steps, data size, optimizer state) atomically every
 `train.ckpt_every` steps and at the end, DIR/model.pt at the end (the same without the optimizer state: a third of
 the size, what evaluate.py and the shipped worldmodels/pretrained/<env>.pt use), and TensorBoard logs in DIR
-(train/, model/, perf/); a model whose final numbers make it unusable for planning gets a warning. `resume=true
+(train/, model/, perf/, HParams); a model whose final numbers make it unusable for planning gets a warning. `resume=true
 logdir=DIR` continues a killed run from its last checkpoint and ends with the same weights as an uninterrupted run:
-every random draw (batch, SIGReg directions) is a function of (seed, step) alone, so the checkpoint's weights,
-optimizer state and step are the whole state. `train.batch_size` is the global batch; under DDP each rank takes
-its slice and the regulariser sees the gathered global batch, so N processes compute the same update as one.
-The pieces (data, step, DDP gather, metrics) are in worldmodels/training.py and worldmodels/metrics.py.
+every random draw (batch, SIGReg directions) is a function of (seed, step) alone. `train.batch_size` is the global
+batch; under DDP each rank takes its slice and the regulariser sees the gathered global batch. The pieces (data,
+step, DDP gather, metrics) are in worldmodels/training.py and worldmodels/metrics.py.
 """
 import datetime
 import os
@@ -31,7 +30,7 @@ from tqdm import tqdm
 
 import configs
 import envs
-from agent.logging import tensorboard_command
+from agent.logging import tensorboard_command, write_hparams
 from configs import ConfigError
 from worldmodels import JEPA, CheckpointError, ModelError, save_checkpoint
 from worldmodels.metrics import model_metrics, planning_warning
@@ -131,6 +130,8 @@ def train(cfg, tc: TrainConfig, env_cfg, logdir: Path, device: torch.device, ran
 
     # ---- write ------------------------------------------------------------------------------------------------
     if is_main:
+        write_hparams(writer, {"env": env_cfg.name, "obs_type": env_cfg.obs_type, "steps": tc.steps, "seed": cfg.seed,
+                               **{f"model.{k}": v for k, v in resolved["model"].items()}}, meta["metrics"])
         writer.close()
         save_checkpoint(logdir / FINAL_MODEL, model, meta)
         shown = ", ".join(f"{k.removeprefix('model/')}={v:.4g}" for k, v in meta["metrics"].items()

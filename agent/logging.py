@@ -264,17 +264,23 @@ class EvalLogger:
                 if self.curve_count[(kind, name)][it] > 0:
                     w.add_scalar(f"plan/{kind}/{name}", value, it)
         w.add_text("config", "".join(f"    {line}\n" for line in config_text(config, resolved).splitlines()), 0)
-        flat = {k: (v if k in numeric and isinstance(v, (int, float)) else hparam_value(v))
-                for k, v in hparams_dict.items()}
-        domains = {k: [v] for k, v in flat.items() if isinstance(v, str)}
-        for k, values in (discrete or {}).items():
-            if k in flat:
-                domains[k] = sorted({*(hparam_value(v) if isinstance(flat[k], str) else v for v in values), flat[k]},
-                                    key=str)
-        metric_dict = {f"{RESULTS}/{k}": v for k, v in metrics.items() if v is not None}
-        for summary in hparams(flat, metric_dict, hparam_domain_discrete=domains):
-            w.file_writer.add_summary(summary)
+        write_hparams(w, hparams_dict, {f"{RESULTS}/{k}": v for k, v in metrics.items()}, discrete, numeric)
         w.close()
+
+
+def write_hparams(writer: SummaryWriter, hparams_dict: dict, metrics: dict[str, float],
+                  discrete: dict[str, list] | None = None, numeric: tuple[str, ...] = ()) -> None:
+    """One HParams entry (see `EvalLogger.finish`): `metrics` are full tags, None values skipped."""
+    flat = {k: (v if k in numeric and isinstance(v, (int, float)) else hparam_value(v))
+            for k, v in hparams_dict.items()}
+    domains = {k: [v] for k, v in flat.items() if isinstance(v, str)}
+    for k, values in (discrete or {}).items():
+        if k in flat:
+            domains[k] = sorted({*(hparam_value(v) if isinstance(flat[k], str) else v for v in values), flat[k]},
+                                key=str)
+    shown = {k: v for k, v in metrics.items() if v is not None}
+    for summary in hparams(flat, shown, hparam_domain_discrete=domains):
+        writer.file_writer.add_summary(summary)
 
 
 def config_text(config: str | dict, resolved: dict | None = None) -> str:

@@ -167,3 +167,13 @@ def test_a_model_unusable_for_planning_gets_a_warning_at_the_end(dataset, tmp_pa
     err = capsys.readouterr().err
     assert "WARNING: the world model may be unusable for planning (model/rel_err_k1=1.3 >= 1" in err
     assert "Train longer" in err and "dist_spearman=0.2" not in err
+
+
+def test_a_training_run_writes_an_hparams_entry_with_its_model_metrics(dataset, tmp_path):
+    """Training runs used to be missing from TensorBoard's HParams table."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    train.run(config(dataset, tmp_path, "train.steps=2"))
+    acc = EventAccumulator(str(tmp_path)).Reload()
+    plugin = acc.PluginTagToContent("hparams")
+    assert "_hparams_/experiment" in plugin and "_hparams_/session_start_info" in plugin
+    assert b"model/rel_err_k1" in plugin["_hparams_/experiment"] and b"model.history" in plugin["_hparams_/experiment"]
