@@ -9,11 +9,10 @@ and reused by later runs. Writes DIR/checkpoint.pt (weights, resolved config, no
 version, git commit, metrics, seconds of training steps, data size, optimizer state) atomically every
 `train.ckpt_every` steps and at the end, DIR/model.pt at the end (the same without the optimizer state: a third of
 the size, what evaluate.py and the shipped worldmodels/pretrained/<env>.pt use), and TensorBoard logs in DIR
-(train/, model/, perf/, HParams); a model whose final numbers make it unusable for planning gets a warning. `resume=true
-logdir=DIR` continues a killed run from its last checkpoint and ends with the same weights as an uninterrupted run:
-every random draw (batch, SIGReg directions) is a function of (seed, step) alone. `train.batch_size` is the global
-batch; under DDP each rank takes its slice and the regulariser sees the gathered global batch. The pieces (data,
-step, DDP gather, metrics) are in worldmodels/training.py and worldmodels/metrics.py.
+(train/, model/, perf/, HParams); a model whose final numbers make it unusable for planning gets a warning.
+`resume=true logdir=DIR` continues a killed run and ends with the same weights as an uninterrupted run: every random
+draw (batch, SIGReg directions) is a function of (seed, step). `train.batch_size` is the global batch; under DDP the
+regulariser sees the gathered global batch. The pieces are in worldmodels/training.py and worldmodels/metrics.py.
 """
 import datetime
 import os
