@@ -215,7 +215,8 @@ def results_json(config: dict, env: str, checkpoint: Path, rows: list[dict], rec
     """evaluate.py's results.json: the summary of `rows` (`Episode.summary()` rows with index and distances) and
     `records`, the rows, the resolved `config` and provenance. With `chunk_calls` ({chunk: plan calls}) it is an
     interrupted run's (complete: false) and lists the finished chunks, which a resume skips (agent/resume.py)."""
-    out = {"env": env, "planner": config["planner"]["name"], "checkpoint": str(checkpoint), "seed": config["seed"],
+    out = {"env": env, "planner": config["planner"]["name"], "checkpoint": provenance.repo_path(checkpoint),
+           "seed": config["seed"],
            "complete": chunk_calls is None, **summarize(rows, records),
            "protocol": "success: goal reached after any env step within mpc.budget; success_final: the last state",
            "per_episode": rows, "config": config, "versions": provenance.versions(),

@@ -82,14 +82,6 @@ def cell_name(planner: str, horizon: int, mode: str) -> str:
     return f"{planner}-H{horizon}-{mode}"
 
 
-def repo_path(path) -> str:
-    """`path` relative to the repo when inside it (results read the same on every machine), else as given."""
-    try:
-        return str(Path(path).resolve().relative_to(provenance.REPO))
-    except ValueError:
-        return str(path)
-
-
 def dirty_tree(repo: Path = provenance.REPO) -> bool:
     """Tracked files outside benchmarks/results differ from HEAD: results would come from code no commit holds.
     (Results folders are left out: a resumed sweep rewrites its own committed files.) False outside a checkout."""
@@ -405,7 +397,7 @@ def cell_keys(cfg, env_cfg, checkpoint, configs_, horizons, entries) -> dict[tup
             pcfg = {**configs_[name], "iters": entries[f"{name}-H{h}"]["iters"],
                     "iters_warm": entries[f"{name}-H{h}"]["iters_warm"]}
             task_env = envs.env_config(env_cfg, goal_mode="trajectory", goal_steps=h * env_cfg.action_block)
-            keys[name, h] = {"env": dataclasses.asdict(task_env), "checkpoint": repo_path(checkpoint),
+            keys[name, h] = {"env": dataclasses.asdict(task_env), "checkpoint": provenance.repo_path(checkpoint),
                              "seed": cfg.seed, "episodes": cfg.episodes, "batch": cfg.batch, "budget": cfg.budget,
                              "planner": pcfg, "mpc": dataclasses.asdict(mpc_config(cfg, h))}
     return keys
@@ -479,7 +471,7 @@ def write_results(cfg, logdir: Path, env_cfg, checkpoint, horizons, names, world
              for h in horizons for n in names}
     launcher = f"torchrun --nproc_per_node={world} " if world > 1 else "python "
     results = {"env": env_cfg.name, "mode": cfg.mode, "budget": cfg.budget, "time_per_plan": cfg.time_per_plan,
-               "checkpoint": repo_path(checkpoint), "seed": cfg.seed, "episodes": cfg.episodes, "batch": cfg.batch,
+               "checkpoint": provenance.repo_path(checkpoint), "seed": cfg.seed, "episodes": cfg.episodes, "batch": cfg.batch,
                "horizons": horizons, "planners": names, "processes": world,
                "protocol": PROTOCOL[cfg.mode].format(factor=cfg.mpc.budget_factor),
                "command": launcher + shlex.join(["-m", "benchmarks.planner_sweep", *argv]),

@@ -48,3 +48,11 @@ def _flat(d: dict, prefix: str = "") -> dict:
     """{"a": {"b": 1}} -> {"a.b": 1}."""
     return {k: v for key, value in d.items()
             for k, v in (_flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {prefix + key: value}).items()}
+
+
+def repo_path(path) -> str:
+    """`path` relative to the repo when inside it (results read the same on every machine), else as given."""
+    try:
+        return str(Path(path).resolve().relative_to(REPO))
+    except ValueError:
+        return str(path)

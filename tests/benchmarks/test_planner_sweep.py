@@ -14,6 +14,7 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 from agent.evaluation import wilson
 from benchmarks import planner_sweep as bench
 from conftest import save_tiny_checkpoint
+from worldmodels import provenance
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -178,8 +179,8 @@ def test_dirty_tree_ignores_results_folders_and_untracked_files(tmp_path):
 
 
 def test_committed_results_name_the_checkpoint_relative_to_the_repo(checkpoint):
-    assert bench.repo_path(REPO / "worldmodels" / "pretrained" / "wall.pt") == "worldmodels/pretrained/wall.pt"
-    assert bench.repo_path(checkpoint) == str(checkpoint)  # outside the repo: as given
+    assert provenance.repo_path(REPO / "worldmodels" / "pretrained" / "wall.pt") == "worldmodels/pretrained/wall.pt"
+    assert provenance.repo_path(checkpoint) == str(checkpoint)  # outside the repo: as given
     for path in REPO.glob("benchmarks/results/*/results.json"):
         assert not json.loads(path.read_text())["checkpoint"].startswith("/"), path
 
