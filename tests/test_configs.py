@@ -145,7 +145,7 @@ def test_member_sections_keep_what_each_entry_point_uses():
     assert set(evaluate) >= {"env", "planner", "mpc"} and not {"data", "model", "train"} & set(evaluate)
     assert evaluate.mpc.horizon == 5 and evaluate.env.options.relative_actions is True
     train = load_config("train", ["env=pusht"])
-    assert train.train.batch_size == 32 and train.data.episodes == 600 and "planner" not in train
+    assert train.train.batch_size == 128 and train.data.episodes == 600 and "planner" not in train
     assert train.mpc.horizon == 5  # the k-step error at the planning horizon
     bench = load_config("benchmark", ["env=pusht"])
     assert bench.env.name == "pusht" and set(bench.mpc) == {"budget_factor", "replan_every", "warm_start"}
