@@ -3,6 +3,7 @@ import envs  # noqa: I001
 import numpy as np
 import pytest
 
+from envs.data import _episode
 from envs.pusht import AGENT_RADIUS, ANGLE_TOLERANCE, POS_TOLERANCE
 
 
@@ -148,16 +149,7 @@ def test_coverage_counts_contact_block_motion_and_pose_spread():
     # the data policy on a short rollout: mostly touching the block, moving it, poses spread out
     env.reset(seed=0)
     rng = np.random.default_rng(0)
-    episodes = []
-    for _ in range(6):
-        env.set_state(env.sample_state(rng))
-        states = [env.get_state()]
-        for _ in range(30):
-            for _ in range(5):
-                env._step_physics(env.data_action(rng))
-            states.append(env.get_state())
-        episodes.append(states)
-    cov = env.coverage(np.array(episodes))
+    cov = env.coverage(np.stack([_episode(env, rng, 30)["states"] for _ in range(6)]))
     assert cov["contact_share"] > 0.3 and cov["block_moving_share"] > 0.4 and cov["block_pose_cells"] > 0.1
     env.close()
 

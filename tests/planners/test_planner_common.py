@@ -7,18 +7,10 @@ import torch
 
 import planners
 from planners import Plan, PlannerError
-from toy_models import Disk, Linear
+from toy_models import Disk, Linear, reachable
 
 NAMES = list(planners.PLANNERS)
 FAST = {"grasp": dict(iters=150)}
-
-
-def reachable(model, horizon, batch, seed=1):
-    """Start latents and goals reached by random in-bound actions (|a| <= 2/3 of the bound)."""
-    gen = torch.Generator().manual_seed(seed)
-    start = torch.randn(batch, model.latent_dim, generator=gen)
-    actions = (torch.rand(batch, horizon, model.action_dim, generator=gen) * 2 - 1) * model.action_high * 2 / 3
-    return start, model.rollout(start, actions)[:, -1]
 
 
 def true_cost(model, start, goal, actions):

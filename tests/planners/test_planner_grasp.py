@@ -3,14 +3,7 @@ import pytest
 import torch
 
 import planners
-from toy_models import Linear, ToyModel
-
-
-def reachable(model, horizon, batch, seed=1):
-    gen = torch.Generator().manual_seed(seed)
-    start = torch.randn(batch, model.latent_dim, generator=gen)
-    actions = (torch.rand(batch, horizon, model.action_dim, generator=gen) * 2 - 1) * model.action_high * 2 / 3
-    return start, model.rollout(start, actions)[:, -1]
+from toy_models import Linear, ToyModel, reachable
 
 
 class Ripple(ToyModel):

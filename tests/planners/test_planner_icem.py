@@ -9,14 +9,7 @@ import torch
 import planners
 from agent import shift_plan
 from planners.icem import colored_noise
-from toy_models import Linear
-
-
-def reachable(model, horizon, batch, seed=1):
-    gen = torch.Generator().manual_seed(seed)
-    start = torch.randn(batch, model.latent_dim, generator=gen)
-    actions = (torch.rand(batch, horizon, model.action_dim, generator=gen) * 2 - 1) * model.action_high * 2 / 3
-    return start, model.rollout(start, actions)[:, -1]
+from toy_models import Linear, reachable
 
 
 def periodogram(x):

@@ -62,3 +62,11 @@ class Broken(Linear):
     def step(self, s, a):
         out = super().step(s, a)
         return torch.where(s[:, :1] < 0, torch.full_like(out, float("nan")), out)
+
+
+def reachable(model, horizon: int, batch: int, seed: int = 1) -> tuple[Tensor, Tensor]:
+    """Start latents and goals reached by random in-bound actions (|a| <= 2/3 of the bound): solvable problems."""
+    gen = torch.Generator().manual_seed(seed)
+    start = torch.randn(batch, model.latent_dim, generator=gen)
+    actions = (torch.rand(batch, horizon, model.action_dim, generator=gen) * 2 - 1) * model.action_high * 2 / 3
+    return start, model.rollout(start, actions)[:, -1]
