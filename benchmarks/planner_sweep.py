@@ -82,14 +82,6 @@ def cell_name(planner: str, horizon: int, mode: str) -> str:
     return f"{planner}-H{horizon}-{mode}"
 
 
-def dirty_tree(repo: Path = provenance.REPO) -> bool:
-    """Tracked files outside benchmarks/results differ from HEAD: results would come from code no commit holds.
-    (Results folders are left out: a resumed sweep rewrites its own committed files.) False outside a checkout."""
-    out = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no", "--", ".",
-                          ":(exclude)benchmarks/results"], capture_output=True, text=True)
-    return out.returncode == 0 and bool(out.stdout.strip())
-
-
 def machine() -> dict:
     """Where the timings were taken: host, CPU model, logical CPUs and torch threads."""
     cpu = platform.processor() or None
@@ -141,7 +133,7 @@ def check(cfg) -> tuple[envs.EnvConfig, list[int]]:
     if cfg.time_per_plan <= 0:
         raise ConfigError(f"time_per_plan={cfg.time_per_plan}: must be > 0 seconds")
     logdir = Path(cfg.logdir or f"runs/bench/{env_cfg.name}-{cfg.mode}-{cfg.budget}")
-    if logdir.resolve().is_relative_to(RESULTS_DIR) and not cfg.allow_dirty and dirty_tree():
+    if logdir.resolve().is_relative_to(RESULTS_DIR) and not cfg.allow_dirty and provenance.uncommitted_changes():
         raise ConfigError(f"logdir={cfg.logdir} is where committed results live, but tracked files have uncommitted "
                           f"changes (git status); commit them first, or pass allow_dirty=true (recorded)")
     return env_cfg, horizons, logdir

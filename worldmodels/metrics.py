@@ -101,18 +101,12 @@ def stored(metrics: dict, name: str) -> float | None:
 
 def planning_warning(metrics: dict) -> str | None:
     """What is wrong, and what to do, when a model learned nothing usable for planning: its 1-step prediction is
-    no better than predicting that nothing moves (rel_err_k1 >= 1), or its latent distance does not rank the task
-    distance (dist_spearman <= 0, so the planner's cost points nowhere); None when neither holds or is measured."""
-    rel, rank = stored(metrics, "rel_err_k1"), stored(metrics, "dist_spearman")
-    problems = []
-    if rel is not None and rel >= 1:
-        problems.append(f"model/rel_err_k1={rel:.3g} >= 1: its 1-step prediction is no better than predicting that "
-                        f"nothing moves")
-    if rank is not None and rank <= 0:
-        problems.append(f"model/dist_spearman={rank:.3g} <= 0: its latent distance does not rank the task distance, "
-                        f"so the planner's cost gives no direction to the goal")
-    if not problems:
+    no better than predicting that nothing moves (rel_err_k1 >= 1); None otherwise or when not measured.
+    dist_spearman is not a verdict: the shipped pointmaze model ranks task distance at ~0 over random pairs and
+    still plans 70 % of evaluate.py's episodes (benchmarks/results/evaluate/pointmaze), so it is logged, not warned on."""
+    rel = stored(metrics, "rel_err_k1")
+    if rel is None or rel < 1:
         return None
-    return ("the world model may be unusable for planning (" + "; ".join(problems) + "). Train longer "
-            "(train.steps) and check in TensorBoard that model/rel_err_k1 falls well below 1 and model/dist_spearman "
-            "rises above 0 (README: the SIGReg weight matters for planning)")
+    return (f"the world model may be unusable for planning (model/rel_err_k1={rel:.3g} >= 1: its 1-step prediction "
+            f"is no better than predicting that nothing moves). Train longer (train.steps) and check in TensorBoard "
+            f"that model/rel_err_k1 falls well below 1 and model/dist_spearman rises above 0")

@@ -14,15 +14,21 @@ REPO = Path(__file__).resolve().parents[1]
 RESUME_MAY_CHANGE = ("resume", "logdir", "device", "threads")  # top-level keys a resumed run may set anew
 
 
-def git_commit() -> str | None:
-    """HEAD of the repo, marked when tracked files differ from it (the run used code no commit holds); None
-    outside a git checkout."""
-    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True)
+def uncommitted_changes(repo: Path = REPO) -> bool:
+    """Tracked files outside benchmarks/results differ from HEAD: a run would use code no commit holds. Results
+    folders are outputs, not code (a sweep or evaluation rewrites its own committed files), and untracked files are
+    not the repo's. False outside a git checkout."""
+    out = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no", "--", ".",
+                          ":(exclude)benchmarks/results"], capture_output=True, text=True)
+    return out.returncode == 0 and bool(out.stdout.strip())
+
+
+def git_commit(repo: Path = REPO) -> str | None:
+    """HEAD of the repo, marked when its code differs from it (`uncommitted_changes`); None outside a checkout."""
+    head = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True)
     if head.returncode != 0 or not head.stdout.strip():
         return None
-    dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
-                           capture_output=True, text=True).stdout.strip()
-    return head.stdout.strip() + (" (with uncommitted changes)" if dirty else "")
+    return head.stdout.strip() + (" (with uncommitted changes)" if uncommitted_changes(repo) else "")
 
 
 def versions() -> dict:

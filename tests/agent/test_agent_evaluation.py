@@ -65,11 +65,11 @@ def test_load_world_model_warns_about_a_model_unusable_for_planning(tmp_path, ti
     load_world_model(env_config("wall", obs_type="state"), str(path))
     assert "WARNING" not in capsys.readouterr().err          # no metrics stored: nothing to warn about
     payload = torch.load(path, weights_only=True)
-    payload["meta"]["metrics"] = {"eval/rel_err_k1": 0.05, "eval/dist_spearman": -0.2}   # keys from before model/
+    payload["meta"]["metrics"] = {"eval/rel_err_k1": 1.5, "eval/dist_spearman": -0.2}   # keys from before model/
     torch.save(payload, path)
     load_world_model(env_config("wall", obs_type="state"), str(path))
     err = capsys.readouterr().err
-    assert err.startswith(f"WARNING: {path}:") and "model/dist_spearman=-0.2 <= 0" in err and "Train longer" in err
+    assert err.startswith(f"WARNING: {path}:") and "model/rel_err_k1=1.5 >= 1" in err and "Train longer" in err
     assert err.count("\n") == 1
 
 

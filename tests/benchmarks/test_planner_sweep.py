@@ -150,7 +150,7 @@ def test_paired_counts_tasks_only_one_planner_solved():
 
 def test_a_dirty_tree_may_not_write_committed_results_unless_allowed(checkpoint, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(bench, "RESULTS_DIR", tmp_path)
-    monkeypatch.setattr(bench, "dirty_tree", lambda: True)
+    monkeypatch.setattr(provenance, "uncommitted_changes", lambda repo=None: True)
     argv = [f"checkpoint={checkpoint}", f"logdir={tmp_path / 'wall'}", "planners=[cem]", "horizons=[2]",
             "episodes=2", "batch=2"]
     assert bench.main(argv) == 2
@@ -159,23 +159,6 @@ def test_a_dirty_tree_may_not_write_committed_results_unless_allowed(checkpoint,
     res = json.loads((tmp_path / "wall" / "results.json").read_text())
     assert res["allow_dirty"] is True and res["rows"][0]["machine"]["allow_dirty"] is True
     assert "(allow_dirty=true)" in (tmp_path / "wall" / "results.md").read_text()
-
-
-def test_dirty_tree_ignores_results_folders_and_untracked_files(tmp_path):
-    def git(*args):
-        subprocess.run(["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t", *args], check=True,
-                       capture_output=True)
-    (tmp_path / "benchmarks" / "results").mkdir(parents=True)
-    (tmp_path / "code.py").write_text("a = 1\n")
-    (tmp_path / "benchmarks" / "results" / "r.json").write_text("{}\n")
-    git("init", "-q")
-    git("add", ".")
-    git("commit", "-qm", "init")
-    (tmp_path / "benchmarks" / "results" / "r.json").write_text("{\"x\": 1}\n")
-    (tmp_path / "new.py").write_text("")
-    assert not bench.dirty_tree(tmp_path)
-    (tmp_path / "code.py").write_text("a = 2\n")
-    assert bench.dirty_tree(tmp_path)
 
 
 def test_committed_results_name_the_checkpoint_relative_to_the_repo(checkpoint):
