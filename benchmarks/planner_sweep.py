@@ -47,7 +47,6 @@ import math
 import platform
 import shlex
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -463,7 +462,8 @@ def write_results(cfg, logdir: Path, env_cfg, checkpoint, horizons, names, world
              for h in horizons for n in names}
     launcher = f"torchrun --nproc_per_node={world} " if world > 1 else "python "
     results = {"env": env_cfg.name, "mode": cfg.mode, "budget": cfg.budget, "time_per_plan": cfg.time_per_plan,
-               "checkpoint": provenance.repo_path(checkpoint), "seed": cfg.seed, "episodes": cfg.episodes, "batch": cfg.batch,
+               "checkpoint": provenance.repo_path(checkpoint), "seed": cfg.seed, "episodes": cfg.episodes,
+               "batch": cfg.batch,
                "horizons": horizons, "planners": names, "processes": world,
                "protocol": PROTOCOL[cfg.mode].format(factor=cfg.mpc.budget_factor),
                "command": launcher + shlex.join(["-m", "benchmarks.planner_sweep", *argv]),
