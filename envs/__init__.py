@@ -40,10 +40,14 @@ def env_config(cfg: EnvConfig | Mapping[str, Any] | str, **overrides) -> EnvConf
     return EnvConfig(**{k: (dict(v) if k == "options" else v) for k, v in fields.items()})
 
 
+def env_class(name: str) -> type[GoalEnv]:
+    module, cls = ENVS[name].split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
 def make(cfg: EnvConfig | Mapping[str, Any] | str, **overrides) -> GoalEnv:
     cfg = env_config(cfg, **overrides)
-    module, cls = ENVS[cfg.name].split(":")
-    return getattr(importlib.import_module(module), cls)(cfg)
+    return env_class(cfg.name)(cfg)
 
 
-__all__ = ["ENVS", "EnvBatch", "EnvConfig", "EnvError", "GoalEnv", "StateVariable", "env_config", "make"]
+__all__ = ["ENVS", "EnvBatch", "EnvConfig", "EnvError", "GoalEnv", "StateVariable", "env_class", "env_config", "make"]

@@ -95,6 +95,7 @@ class GoalEnv(gym.Env):
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
     max_task_tries = 1000
     default_options: dict[str, Any] = {}  # the value of each `cfg.options` key the config leaves out
+    data_policy_revision = 1  # bumped whenever `data_action` changes, so cached datasets of the old one are not reused
     action_low: np.ndarray
     action_high: np.ndarray
     state_obs_dim: int

@@ -73,7 +73,8 @@ def collect(env_cfg: EnvConfig, out_dir: str | os.PathLike, episodes: int, episo
     env = make(env_cfg)
     env.reset(seed=seed)   # some simulators must be reset once before set_state
     meta = {"format": FORMAT, "env": dataclasses.asdict(env_cfg), "episodes": episodes,
-            "episode_len": episode_len, "episodes_per_shard": episodes_per_shard, "seed": seed,
+            "data_policy_revision": env.data_policy_revision, "episode_len": episode_len,
+            "episodes_per_shard": episodes_per_shard, "seed": seed,
             "obs_shape": list(env.observation_space.shape), "obs_dtype": str(env.observation_space.dtype),
             "action_dim": int(env.action_space.shape[0]), "state_dim": int(env.get_state().shape[0]), "shards": []}
     sizes = [min(episodes_per_shard, episodes - start) for start in range(0, episodes, episodes_per_shard)]
@@ -83,7 +84,8 @@ def collect(env_cfg: EnvConfig, out_dir: str | os.PathLike, episodes: int, episo
     meta_path = out / "meta.json"
     if meta_path.exists():
         old = json.loads(meta_path.read_text())
-        for key in ("format", "env", "episode_len", "episodes_per_shard", "seed", "obs_shape", "action_dim"):
+        for key in ("format", "env", "data_policy_revision", "episode_len", "episodes_per_shard", "seed", "obs_shape",
+                    "action_dim"):
             if old.get(key) != meta[key]:
                 raise EnvError(f"{out} holds a dataset with {key}={old.get(key)!r}, not {meta[key]!r}; "
                                f"use another directory")

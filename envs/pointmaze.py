@@ -26,6 +26,9 @@ SUCCESS_RADIUS = 0.5
 BALL_DRAW_RADIUS = 0.25  # the ball's site is drawn larger than its 0.1 collision sphere so it shows at 64x64
 HOLD_GAIN = 5.0          # braking force per unit velocity: stops the ball from full speed in ~15 env steps
 START_JITTER = 0.25      # uniform jitter around a free cell's centre; the ball (radius 0.1) stays off the walls
+STOP_KP, STOP_KD = 3.0, 1.5  # data policy's stopping PD: from rest 0.6 away it settles within 0.05 in < 125 steps
+DWELL_STEPS = (10, 41)   # native steps the data policy rests at each stop (2-8 planner steps of 5)
+STOP_SHARE = 0.5         # share of the data policy's target cells where it stops; it passes through the others
 
 
 class PointMazeEnv(GoalEnv):
@@ -33,6 +36,7 @@ class PointMazeEnv(GoalEnv):
     state_variables = (StateVariable("xy", (0, 1), "position", task=True),
                        StateVariable("velocity", (2, 3), "velocity", task=False))
     default_options = {"layout": "UMaze"}
+    data_policy_revision = 2  # 2: stops at a random point of each target cell and rests there
 
     def __init__(self, cfg: EnvConfig):
         unknown = sorted(set(cfg.options) - {"layout"})
@@ -67,8 +71,8 @@ class PointMazeEnv(GoalEnv):
         half_fov = np.deg2rad(self.model.vis.global_.fovy) / 2
         self._camera.distance = max(self.grid.shape) / (2 * np.tan(half_fov))
         self._camera.elevation, self._camera.azimuth = -90.0, 90.0
-        self._route: deque = deque()  # data policy: cell centres still to visit, steps still to dwell at the last
-        self._dwell, self._seen = 0, set()
+        self._route: deque = deque()  # data policy: cell centres still to pass, the point to stop at, and steps
+        self._stop, self._dwell, self._seen = None, None, set()  # still to rest there (None: not arrived yet)
 
     # ---- state --------------------------------------------------------------------------------------------
     def get_state(self) -> np.ndarray:
@@ -81,7 +85,7 @@ class PointMazeEnv(GoalEnv):
         self.data.qpos[:], self.data.qvel[:] = state[:2], state[2:]
         mujoco.mj_forward(self.model, self.data)
         self._route.clear()
-        self._dwell, self._seen = 0, set()
+        self._stop, self._dwell, self._seen = None, None, set()
 
     def _step_physics(self, action: np.ndarray) -> None:
         self._point.step(action)
@@ -115,6 +119,12 @@ class PointMazeEnv(GoalEnv):
     def xy_cell(self, xy) -> tuple[int, int]:
         return tuple(int(v) for v in self._maze.maze.cell_xy_to_rowcol(np.asarray(xy)))
 
+    def line_blocked(self, xy_a, xy_b) -> bool:
+        """True when the straight segment between two positions crosses a wall block (checked every 0.05)."""
+        xy_a, xy_b = np.asarray(xy_a, dtype=np.float64), np.asarray(xy_b, dtype=np.float64)
+        points = np.linspace(xy_a, xy_b, max(2, int(np.linalg.norm(xy_b - xy_a) / 0.05) + 1))
+        return any(self.grid[self.xy_cell(p)] for p in points)
+
     def sample_state(self, rng: np.random.Generator) -> np.ndarray:
         cell = self.free_cells[rng.integers(len(self.free_cells))]
         xy = self.cell_xy(cell) + rng.uniform(-START_JITTER, START_JITTER, 2)
@@ -141,26 +151,36 @@ class PointMazeEnv(GoalEnv):
 
     def data_action(self, rng: np.random.Generator) -> np.ndarray:
         """Drive along the corridors towards a random free cell with a PD force plus noise, so episodes sweep the
-        whole maze rather than jitter inside one cell; on arrival brake for 0-2 steps (goals are
-        states at rest), then draw the next cell among those this episode has not visited yet (any cell once all
-        are visited), so dead ends are reached as often as corridors."""
+        whole maze rather than jitter inside one cell; in half of the target cells stop at a random point (goals
+        are states at rest anywhere in a cell) and rest there for 10-40 steps, so slow motion and rest are seen all
+        over the maze, and pass through the others at speed; then draw the next cell among those this episode has
+        not visited yet (any cell once all are visited), so dead ends are reached as often as corridors."""
         xy, vel = self.data.qpos.copy(), self.data.qvel.copy()
         self._seen.add(self.xy_cell(xy))
-        if self._dwell > 0:
-            self._dwell -= 1
-            return np.clip(self._hold_native() + rng.normal(0.0, 0.2, 2), self.action_low, self.action_high)
-        if not self._route:
+        if self._stop is None:
             unseen = [cell for cell in map(tuple, self.free_cells) if cell not in self._seen]
             target = unseen[rng.integers(len(unseen))] if unseen else tuple(
                 self.free_cells[rng.integers(len(self.free_cells))])
             self._route.extend(self._path(self.xy_cell(xy), target) or [target])
-        waypoint = self.cell_xy(self._route[0])
-        if np.linalg.norm(waypoint - xy) < 0.35:
-            self._route.popleft()
-            if not self._route:
-                self._dwell = int(rng.integers(0, 3))
-        force = 2.0 * (waypoint - xy) - 0.3 * vel + rng.normal(0.0, 0.4, 2)
-        return np.clip(force, self.action_low, self.action_high)
+            self._stop = self.cell_xy(target) + rng.uniform(-START_JITTER, START_JITTER, 2)
+            if rng.uniform() < STOP_SHARE:
+                self._route.pop()
+        if self._route:
+            waypoint = self.cell_xy(self._route[0])
+            if np.linalg.norm(waypoint - xy) < 0.35:
+                self._route.popleft()
+                if not self._route:   # passed through the target cell: draw the next one
+                    self._stop = None
+            return np.clip(2.0 * (waypoint - xy) - 0.3 * vel + rng.normal(0.0, 0.4, 2), self.action_low,
+                           self.action_high)
+        error = self._stop - xy
+        if self._dwell is None and np.linalg.norm(error) < 0.1 and np.linalg.norm(vel) < 0.3:
+            self._dwell = int(rng.integers(*DWELL_STEPS))
+        if self._dwell is not None:
+            self._dwell -= 1
+            if self._dwell <= 0:
+                self._stop, self._dwell = None, None
+        return np.clip(STOP_KP * error - STOP_KD * vel + rng.normal(0.0, 0.1, 2), self.action_low, self.action_high)
 
     def _hold_native(self) -> np.ndarray:
         """A braking force against the velocity (the ball keeps its momentum; zero force would let it coast)."""

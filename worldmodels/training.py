@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from envs import EnvConfig
+from envs import EnvConfig, env_class
 from envs.data import Dataset, collect
 from worldmodels.checkpoint import read_checkpoint
 from worldmodels.model import JEPA, ModelConfig
@@ -95,7 +95,8 @@ def dataset_path(env_cfg: EnvConfig, data: dict, is_main: bool = True) -> Path:
             raise TrainingError(f"data.path={data['path']!r}: no dataset there (meta.json missing)")
         return path
     spec = {k: v for k, v in data.items() if k != "path"}
-    digest = hashlib.sha1(json.dumps({"env": asdict(env_cfg), "data": spec}, sort_keys=True).encode()).hexdigest()
+    key = {"env": asdict(env_cfg), "data": spec, "data_policy_revision": env_class(env_cfg.name).data_policy_revision}
+    digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()
     path = Path("data") / f"{env_cfg.name}-{env_cfg.obs_type}-{digest[:10]}"
     if is_main and not _complete(path):
         collect(env_cfg, path, **spec)

@@ -65,12 +65,40 @@ def test_data_policy_visits_every_free_cell(layout):
     env = envs.make("pointmaze", obs_type="state", options={"layout": layout})
     rng = np.random.default_rng(0)
     visited = set()
-    for _ in range(10):
+    for _ in range(40):
         env.set_state(env.sample_state(rng))
         for _ in range(500):
             env._step_physics(env.data_action(rng))
             visited.add(env.xy_cell(env.get_state()[:2]))
     assert visited == {tuple(cell) for cell in env.free_cells}
+    env.close()
+
+
+def test_data_policy_stops_and_rests_all_over_the_maze():
+    """Goals are states at rest anywhere in a cell: the data must hold slow motion and rest, off the cell centres."""
+    env = envs.make("pointmaze", obs_type="state")
+    rng = np.random.default_rng(0)
+    states = []
+    for _ in range(10):
+        env.set_state(env.sample_state(rng))
+        for _ in range(250):
+            env._step_physics(env.data_action(rng))
+            states.append(env.get_state())
+    states = np.array(states)
+    cov = env.coverage(states[None])
+    assert cov["cells_visited"] == 1.0 and cov["slow_share"] > 0.1   # the policy before stops: 0.04
+    slow = states[np.linalg.norm(states[:, 2:], axis=1) < 0.3]
+    offsets = np.abs(slow[:, :2] - np.array([env.cell_xy(env.xy_cell(xy)) for xy in slow[:, :2]]))
+    assert offsets.mean() > 0.08 and offsets.max() > 0.2     # stops spread over the cells, not at their centres
+    env.close()
+
+
+def test_line_blocked_knows_the_umaze_middle_wall():
+    env = envs.make("pointmaze", obs_type="state")   # UMaze rows: wall / 3 free / wall + 1 free / 3 free / wall
+    top_left, top_right, bottom_left = env.cell_xy((1, 1)), env.cell_xy((1, 3)), env.cell_xy((3, 1))
+    assert not env.line_blocked(top_left, top_right)          # along the top corridor
+    assert env.line_blocked(top_left, bottom_left)            # through the middle wall block
+    assert not env.line_blocked(top_right, env.cell_xy((3, 3)))   # down the right-hand corridor
     env.close()
 
 

@@ -91,3 +91,13 @@ def test_batches_carry_history_context_with_the_first_frame_repeated_before_an_e
         old_obs, old_actions = plain.batch(0, step, 8, 0, 1)
         assert torch.equal(obs[:, k - 1:], old_obs) and torch.equal(actions, old_actions)
     assert padded > 0                                                            # episode starts were drawn
+
+
+def test_the_data_cache_is_keyed_by_the_data_policy_revision(monkeypatch):
+    """A changed data policy must not reuse the datasets its predecessor collected."""
+    from envs.wall import WallEnv
+    spec = {"episodes": 6, "episode_len": 4, "seed": 0}
+    before = dataset_path(ENV, spec, is_main=False)
+    assert dataset_path(ENV, spec, is_main=False) == before
+    monkeypatch.setattr(WallEnv, "data_policy_revision", WallEnv.data_policy_revision + 1)
+    assert dataset_path(ENV, spec, is_main=False) != before

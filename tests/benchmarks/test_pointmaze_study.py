@@ -1,0 +1,42 @@
+"""benchmarks/pointmaze_study.py: its probe controllers do reach the goals they are meant to (the known answer the
+study's model-vs-search reading rests on), and it refuses results of another env."""
+import json
+
+import numpy as np
+import pytest
+
+import envs
+from benchmarks import pointmaze_study
+
+
+@pytest.fixture
+def env():
+    env = envs.make("pointmaze", obs_type="state")
+    yield env
+    env.close()
+
+
+def test_stopping_pd_stops_on_the_goal_within_one_horizon(env):
+    goal = np.array([*env.cell_xy((1, 1)), 0.0, 0.0]) + np.array([0.1, -0.15, 0.0, 0.0])
+    env.set_state(goal + np.array([0.6, 0.0, 0.0, 0.0]))
+    native = pointmaze_study.pd_actions(env, goal[:2], [], steps=25 * env.cfg.action_block)
+    assert native.shape == (125, 2) and env.distance(env.get_state(), goal) < 0.1
+    assert np.linalg.norm(env.get_state()[2:]) < 0.1
+
+
+def test_route_pd_goes_round_the_wall_that_blocks_the_straight_line(env):
+    start, goal = np.array([*env.cell_xy((1, 1)), 0.0, 0.0]), np.array([*env.cell_xy((3, 1)), 0.0, 0.0])
+    assert env.line_blocked(start[:2], goal[:2])
+    route = [env.cell_xy(c) for c in env._path((1, 1), (3, 1))[:-1]]
+    env.set_state(start)
+    pointmaze_study.pd_actions(env, goal[:2], route, steps=60 * env.cfg.action_block)
+    assert env.distance(env.get_state(), goal) < 0.5
+
+
+def test_results_of_another_env_are_refused(tmp_path):
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps({"env": "wall"}))
+    with pytest.raises(SystemExit, match="'wall'.*pointmaze"):
+        pointmaze_study.main([f"results={path}"])
+    with pytest.raises(SystemExit, match="results=''"):
+        pointmaze_study.main([])
