@@ -1,6 +1,7 @@
 """Model or search? Plan to goals whose solution is known: the data policy's own actions.
 
-    python -m benchmarks.oracle_probe env=NAME [checkpoint=PATH] [planner=grasp] [tasks=50] [seed=0]
+    python -m benchmarks.oracle_probe env=NAME [checkpoint=PATH] [planner=grasp] [planner.KEY=VALUE ...]
+                                      [tasks=50] [seed=0]
 
 Each task is drawn as the env's `goal_mode=trajectory` tasks are (a start from `sample_state`, the goal where the
 data policy is after one planning horizon, `mpc.horizon` x `action_block` native steps), and its actions are
@@ -54,8 +55,9 @@ def execute(env, start: np.ndarray, goal: np.ndarray, block_actions: np.ndarray)
     return hit, env.distance(env.get_state(), goal)
 
 
-def probe(env_name: str, checkpoint: str | None, planner_name: str, tasks: int, seed: int) -> dict:
-    cfg = configs.load_config("evaluate", [f"env={env_name}", f"planner={planner_name}"])
+def probe(env_name: str, checkpoint: str | None, planner_name: str, tasks: int, seed: int,
+          overrides: tuple[str, ...] = ()) -> dict:
+    cfg = configs.load_config("evaluate", [f"env={env_name}", f"planner={planner_name}", *overrides])
     env_cfg = envs.env_config(OmegaConf.to_container(cfg.env))
     model = load_world_model(env_cfg, checkpoint)[0]
     planner = planners.make(OmegaConf.to_container(cfg.planner))
@@ -100,14 +102,22 @@ HEADER = ("| env | planner | tasks | H | oracle predicted ‖s_H − zg‖ / ‖
 
 
 def main(argv: list[str]) -> None:
-    args = cli.parse(argv, {"env": "", "checkpoint": "", "planner": "grasp", "tasks": "50", "seed": "0"},
-                     "env=NAME checkpoint=PATH planner=NAME tasks=N seed=N")
+    overrides = tuple(a for a in argv if a.startswith("planner."))   # checked by the config loader
+    args = cli.parse([a for a in argv if a not in overrides],
+                     {"env": "", "checkpoint": "", "planner": "grasp", "tasks": "50", "seed": "0"},
+                     "env=NAME checkpoint=PATH planner=NAME planner.KEY=VALUE tasks=N seed=N")
     torch.set_num_threads(1)
     names = cli.env_names(args["env"]) if args["env"] else list(envs.ENVS)
+    try:
+        configs.load_config("evaluate", [f"env={names[0]}", f"planner={args['planner']}", *overrides])
+    except configs.ConfigError as err:
+        raise SystemExit(f"error: {err}") from None
+    label = " ".join([args["planner"], *overrides])
     print(HEADER)
     for name in names:
-        result = probe(name, args["checkpoint"] or None, args["planner"], int(args["tasks"]), int(args["seed"]))
-        print(summary(name, args["planner"], result), flush=True)
+        result = probe(name, args["checkpoint"] or None, args["planner"], int(args["tasks"]), int(args["seed"]),
+                       overrides)
+        print(summary(name, label, result), flush=True)
 
 
 if __name__ == "__main__":

@@ -28,3 +28,10 @@ def test_summary_reports_relative_medians_and_shares():
     row = oracle_probe.summary("wall", "grasp", {"rows": rows, "horizon": 3})
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells == ["wall", "grasp", "2", "3", "0.15", "0.15", "0.50", "1.00", "0.50", "2"]
+
+
+def test_planner_overrides_reach_the_config_loader_and_a_bad_key_is_one_line(capsys):
+    with pytest.raises(SystemExit, match="unknown config key 'planner.sigmaa'"):
+        oracle_probe.main(["env=wall", "planner.sigmaa=0", "tasks=1"])
+    with pytest.raises(SystemExit, match="bad argument 'horizon=3'"):
+        oracle_probe.main(["env=wall", "horizon=3"])
