@@ -32,9 +32,8 @@ import envs
 import planners
 from agent.evaluation import load_world_model
 from benchmarks import cli
-from envs.pointmaze import STOP_KD, STOP_KP
+from envs.pointmaze import ROUTE_KD, ROUTE_KP, STOP_KD, STOP_KP
 
-ROUTE_KP, ROUTE_KD = 2.0, 0.3   # the data policy's corridor-following gains
 PROBE_RADIUS = 0.6              # just outside the success radius 0.5
 
 

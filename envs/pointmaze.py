@@ -26,6 +26,7 @@ SUCCESS_RADIUS = 0.5
 BALL_DRAW_RADIUS = 0.25  # the ball's site is drawn larger than its 0.1 collision sphere so it shows at 64x64
 HOLD_GAIN = 5.0          # braking force per unit velocity: stops the ball from full speed in ~15 env steps
 START_JITTER = 0.25      # uniform jitter around a free cell's centre; the ball (radius 0.1) stays off the walls
+ROUTE_KP, ROUTE_KD = 2.0, 0.3  # data policy's corridor-following PD towards cell centres
 STOP_KP, STOP_KD = 3.0, 1.5  # data policy's stopping PD: from rest 0.6 away it settles within 0.05 in < 125 steps
 DWELL_STEPS = (10, 41)   # native steps the data policy rests at each stop (2-8 planner steps of 5)
 STOP_SHARE = 0.5         # share of the data policy's target cells where it stops; it passes through the others
@@ -36,7 +37,7 @@ class PointMazeEnv(GoalEnv):
     state_variables = (StateVariable("xy", (0, 1), "position", task=True),
                        StateVariable("velocity", (2, 3), "velocity", task=False))
     default_options = {"layout": "UMaze"}
-    data_policy_revision = 2  # 2: stops at a random point of each target cell and rests there
+    data_policy_revision = 2  # 2: stops at a random point of half its target cells and rests there
 
     def __init__(self, cfg: EnvConfig):
         unknown = sorted(set(cfg.options) - {"layout"})
@@ -71,8 +72,8 @@ class PointMazeEnv(GoalEnv):
         half_fov = np.deg2rad(self.model.vis.global_.fovy) / 2
         self._camera.distance = max(self.grid.shape) / (2 * np.tan(half_fov))
         self._camera.elevation, self._camera.azimuth = -90.0, 90.0
-        self._route: deque = deque()  # data policy: cell centres still to pass, the point to stop at, and steps
-        self._stop, self._dwell, self._seen = None, None, set()  # still to rest there (None: not arrived yet)
+        self._route: deque = deque()  # data policy: cell centres still to pass; then the point to stop at and the
+        self._stop, self._dwell, self._seen = None, None, set()  # steps still to rest there (None: not arrived yet)
 
     # ---- state --------------------------------------------------------------------------------------------
     def get_state(self) -> np.ndarray:
@@ -171,7 +172,7 @@ class PointMazeEnv(GoalEnv):
                 self._route.popleft()
                 if not self._route:   # passed through the target cell: draw the next one
                     self._stop = None
-            return np.clip(2.0 * (waypoint - xy) - 0.3 * vel + rng.normal(0.0, 0.4, 2), self.action_low,
+            return np.clip(ROUTE_KP * (waypoint - xy) - ROUTE_KD * vel + rng.normal(0.0, 0.4, 2), self.action_low,
                            self.action_high)
         error = self._stop - xy
         if self._dwell is None and np.linalg.norm(error) < 0.1 and np.linalg.norm(vel) < 0.3:
