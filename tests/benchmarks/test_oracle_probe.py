@@ -14,8 +14,8 @@ def test_the_data_policys_actions_reach_the_goal_they_drew(name):
     rng = np.random.default_rng(0)
     start, goal, native = oracle_probe.draw_task(env, rng, native_steps=4 * env.cfg.action_block)
     assert native.shape == (4 * env.cfg.action_block, env.action_dim) and env.distance(start, goal) > 0
-    hit, final = oracle_probe.execute(env, start, goal, native.reshape(4, -1))
-    assert hit and final == pytest.approx(0.0, abs=1e-9)
+    hit, final, state = oracle_probe.execute(env, start, goal, native.reshape(4, -1))
+    assert hit and final == pytest.approx(0.0, abs=1e-9) and np.array_equal(state, goal)
     still = np.zeros((4, env.cfg.action_block * env.action_dim), dtype=np.float32)
     if name == "wall":   # zero moves hold the agent where it starts
         assert oracle_probe.execute(env, start, goal, still)[1] == pytest.approx(env.distance(start, goal))
@@ -23,11 +23,13 @@ def test_the_data_policys_actions_reach_the_goal_they_drew(name):
 
 
 def test_summary_reports_relative_medians_and_shares():
-    rows = [{"start": 2.0, "oracle_err": 0.2, "plan_err": 0.4, "oracle": (True, 0.0), "plan": (False, 3.0)},
-            {"start": 4.0, "oracle_err": 0.8, "plan_err": 0.4, "oracle": (True, 0.0), "plan": (True, 1.0)}]
+    rows = [{"start": 2.0, "oracle_err": 0.2, "plan_err": 0.4, "realised_err": 1.0, "oracle": (True, 0.0),
+             "plan": (False, 3.0)},
+            {"start": 4.0, "oracle_err": 0.8, "plan_err": 0.4, "realised_err": 1.2, "oracle": (True, 0.0),
+             "plan": (True, 1.0)}]
     row = oracle_probe.summary("wall", "grasp", {"rows": rows, "horizon": 3})
     cells = [c.strip() for c in row.strip("|").split("|")]
-    assert cells == ["wall", "grasp", "2", "3", "0.15", "0.15", "0.50", "1.00", "0.50", "2"]
+    assert cells == ["wall", "grasp", "2", "3", "0.15", "0.15", "0.40", "0.50", "1.00", "0.50", "2"]
 
 
 def test_planner_overrides_reach_the_config_loader_and_a_bad_key_is_one_line(capsys):
