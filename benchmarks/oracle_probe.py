@@ -1,6 +1,7 @@
 """Model or search? Plan to goals whose solution is known: the data policy's own actions.
 
     python -m benchmarks.oracle_probe env=NAME [checkpoint=PATH] [planner=grasp] [planner.KEY=VALUE ...]
+                                      [env.KEY=VALUE ...]
                                       [tasks=50] [seed=0]
 
 Each task is drawn as the env's `goal_mode=trajectory` tasks are (a start from `sample_state`, the goal where the
@@ -111,22 +112,23 @@ HEADER = ("| env | planner | tasks | H | oracle predicted ‖s_H − zg‖ / ‖
 
 
 def main(argv: list[str]) -> None:
-    overrides = tuple(a for a in argv if a.startswith("planner."))   # checked by the config loader
+    overrides = tuple(a for a in argv if a.startswith(("planner.", "env.")))   # checked by the config loader
     args = cli.parse([a for a in argv if a not in overrides],
                      {"env": "", "checkpoint": "", "planner": "grasp", "tasks": "50", "seed": "0"},
-                     "env=NAME checkpoint=PATH planner=NAME planner.KEY=VALUE tasks=N seed=N")
+                     "env=NAME checkpoint=PATH planner=NAME planner.KEY=VALUE env.KEY=VALUE tasks=N seed=N")
     torch.set_num_threads(1)
     names = cli.env_names(args["env"]) if args["env"] else list(envs.ENVS)
     try:
         configs.load_config("evaluate", [f"env={names[0]}", f"planner={args['planner']}", *overrides])
     except configs.ConfigError as err:
         raise SystemExit(f"error: {err}") from None
-    label = " ".join([args["planner"], *overrides])
+    label = " ".join([args["planner"], *(o for o in overrides if o.startswith("planner."))])
+    env_overrides = [o for o in overrides if o.startswith("env.")]
     print(HEADER)
     for name in names:
         result = probe(name, args["checkpoint"] or None, args["planner"], int(args["tasks"]), int(args["seed"]),
                        overrides)
-        print(summary(name, label, result), flush=True)
+        print(summary(" ".join([name, *env_overrides]), label, result), flush=True)
 
 
 if __name__ == "__main__":

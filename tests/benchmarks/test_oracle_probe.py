@@ -37,3 +37,8 @@ def test_planner_overrides_reach_the_config_loader_and_a_bad_key_is_one_line(cap
         oracle_probe.main(["env=wall", "planner.sigmaa=0", "tasks=1"])
     with pytest.raises(SystemExit, match="bad argument 'horizon=3'"):
         oracle_probe.main(["env=wall", "horizon=3"])
+
+
+def test_env_overrides_are_checked_too():
+    with pytest.raises(SystemExit, match="env.obs_typ"):
+        oracle_probe.main(["env=wall", "env.obs_typ=pixels", "tasks=1"])
