@@ -5,6 +5,7 @@ import pytest
 
 import envs
 from benchmarks import oracle_probe
+from conftest import save_tiny_checkpoint
 
 
 @pytest.mark.parametrize("name", ["wall", "pointmaze"])
@@ -14,22 +15,40 @@ def test_the_data_policys_actions_reach_the_goal_they_drew(name):
     rng = np.random.default_rng(0)
     start, goal, native = oracle_probe.draw_task(env, rng, native_steps=4 * env.cfg.action_block)
     assert native.shape == (4 * env.cfg.action_block, env.action_dim) and env.distance(start, goal) > 0
-    hit, final, state = oracle_probe.execute(env, start, goal, native.reshape(4, -1))
-    assert hit and final == pytest.approx(0.0, abs=1e-9) and np.array_equal(state, goal)
+    hit, final, states = oracle_probe.execute(env, start, goal, native.reshape(4, -1))
+    assert hit and final == pytest.approx(0.0, abs=1e-9)
+    assert states.shape == (5, len(start)) and np.array_equal(states[0], start) and np.array_equal(states[-1], goal)
     still = np.zeros((4, env.cfg.action_block * env.action_dim), dtype=np.float32)
     if name == "wall":   # zero moves hold the agent where it starts
         assert oracle_probe.execute(env, start, goal, still)[1] == pytest.approx(env.distance(start, goal))
     env.close()
 
 
+def test_last_window_pads_with_the_first_state_like_the_agents_first_window():
+    states = np.arange(6.0).reshape(3, 2)                          # start, after block 1, after block 2
+    assert np.array_equal(oracle_probe.last_window(states, 1), states[2:])
+    assert np.array_equal(oracle_probe.last_window(states, 2), states[1:])
+    assert np.array_equal(oracle_probe.last_window(states[:1], 3), np.repeat(states[:1], 3, axis=0))
+    assert np.array_equal(oracle_probe.last_window(states[:2], 3), states[[0, 0, 1]])
+
+
+def test_oracle_realised_error_is_zero_for_a_one_frame_model(tmp_path):
+    checkpoint = save_tiny_checkpoint(tmp_path / "wall.pt", "state")
+    result = oracle_probe.probe("wall", str(checkpoint), "gd", tasks=2, seed=0,
+                                overrides=("env.obs_type=state", "planner.iters=2"))
+    for row in result["rows"]:
+        assert row["oracle"][0] and row["oracle_realised"] == 0.0 and row["start"] > 0
+        assert row["realised_err"] >= 0 and np.isfinite(row["plan_err"])
+
+
 def test_summary_reports_relative_medians_and_shares():
-    rows = [{"start": 2.0, "oracle_err": 0.2, "plan_err": 0.4, "realised_err": 1.0, "oracle": (True, 0.0),
-             "plan": (False, 3.0)},
-            {"start": 4.0, "oracle_err": 0.8, "plan_err": 0.4, "realised_err": 1.2, "oracle": (True, 0.0),
-             "plan": (True, 1.0)}]
+    rows = [{"start": 2.0, "oracle_err": 0.2, "oracle_realised": 0.0, "plan_err": 0.4, "realised_err": 1.0,
+             "oracle": (True, 0.0), "plan": (False, 3.0)},
+            {"start": 4.0, "oracle_err": 0.8, "oracle_realised": 0.4, "plan_err": 0.4, "realised_err": 1.2,
+             "oracle": (True, 0.0), "plan": (True, 1.0)}]
     row = oracle_probe.summary("wall", "grasp", {"rows": rows, "horizon": 3})
     cells = [c.strip() for c in row.strip("|").split("|")]
-    assert cells == ["wall", "grasp", "2", "3", "0.15", "0.15", "0.40", "0.50", "1.00", "0.50", "2"]
+    assert cells == ["wall", "grasp", "2", "3", "0.15", "0.05", "0.15", "0.40", "0.50", "1.00", "0.50", "2"]
 
 
 def test_planner_overrides_reach_the_config_loader_and_a_bad_key_is_one_line(capsys):
