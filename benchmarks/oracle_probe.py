@@ -12,10 +12,10 @@ kept: a plan that reaches the goal exactly. For each task, with the env's (or `c
   construction: the probe checks it) and the final task distance;
 - the realised errors: the env's last k = `model.history` planner-step states under each plan, encoded as the
   agent sees them, against z_g.
-z_0 and z_g are encoded as evaluate.py encodes a first window and a goal: the state repeated k times, i.e. at rest.
-The goal is where the data policy is, usually moving, so for a model with history k > 1 the oracle's realised
-error is not 0: it is how far the goal's velocity puts the state the task asks for from the at-rest goal latent
-(for k = 1 it is exactly 0, a check of the probe).
+z_0 and z_g are encoded as evaluate.py encodes a first window and a goal: the state repeated k times (for k > 1 a
+picture at rest). The goal is where the data policy is, usually moving, so for a model with history k > 1 the
+oracle's realised error is not 0: it is how far the goal's velocity puts the state the task asks for from the
+at-rest goal latent (for k = 1 it is exactly 0, a check of the probe).
 Reading: if the planner's plans score at least as well as the oracle in the model but succeed far less in the env,
 the model is what limits success (the planner exploits where it is wrong); if they score worse than the oracle, the
 search is; if the oracle itself scores badly, the model does not know the solution. Of a model-limited env, the
@@ -112,7 +112,8 @@ def summary(env_name: str, planner_name: str, result: dict) -> str:
     rel = lambda key: np.median(np.array([r[key] for r in rows]) / start)   # noqa: E731
     better = np.mean([r["plan_err"] <= r["oracle_err"] for r in rows])
     return (f"| {env_name} | {planner_name} | {len(rows)} | {result['horizon']} | {rel('oracle_err'):.2f} | "
-            f"{rel('oracle_realised'):.2f} | {rel('plan_err'):.2f} | {rel('realised_err'):.2f} | {better:.2f} | {np.mean([r['oracle'][0] for r in rows]):.2f} | "
+            f"{rel('oracle_realised'):.2f} | {rel('plan_err'):.2f} | {rel('realised_err'):.2f} | {better:.2f} | "
+            f"{np.mean([r['oracle'][0] for r in rows]):.2f} | "
             f"{np.mean([r['plan'][0] for r in rows]):.2f} | {np.median([r['plan'][1] for r in rows]):.3g} |")
 
 
