@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 
-def save_tiny_checkpoint(path: Path, obs_type: str = "pixels", data: Path | None = None) -> Path:
+def save_tiny_checkpoint(path: Path, obs_type: str = "pixels", data: Path | None = None, history: int = 1) -> Path:
     """An untrained tiny wall JEPA saved as a real checkpoint. Its predictor output layer is random (a fresh one
     starts at zero, i.e. the identity), so plans move and differ by planner. `data` is recorded as its dataset."""
     import torch
@@ -26,8 +26,8 @@ def save_tiny_checkpoint(path: Path, obs_type: str = "pixels", data: Path | None
     env = make(env_cfg)
     shape = env.observation_space.shape
     torch.manual_seed(0)
-    model = JEPA(ModelConfig(obs_type, shape, action_dim=10, latent_dim=8, channels=(4,) * 4, hidden=16,
-                             action_embed=8, predictor_hidden=16, predictor_layers=2))
+    model = JEPA(ModelConfig(obs_type, shape, action_dim=10, history=history, latent_dim=8, channels=(4,) * 4,
+                             hidden=16, action_embed=8, predictor_hidden=16, predictor_layers=2))
     torch.nn.init.normal_(model.predictor[-1].weight, std=0.1)
     obs_mean, obs_std = (np.zeros(shape), np.full(shape, 64.0)) if obs_type == "pixels" else \
         (np.full(shape, 32.0), np.full(shape, 16.0))

@@ -41,6 +41,15 @@ def test_oracle_realised_error_is_zero_for_a_one_frame_model(tmp_path):
         assert row["realised_err"] >= 0 and np.isfinite(row["plan_err"])
 
 
+def test_realised_errors_encode_the_last_k_states_not_the_final_one_repeated(tmp_path):
+    """With k = 2 the oracle's real window is (state after block H-1, goal), which differs from the goal latent
+    (the goal repeated) wherever the agent moved in the last block; repeating the final state would give 0."""
+    checkpoint = save_tiny_checkpoint(tmp_path / "wall.pt", "state", history=2)
+    result = oracle_probe.probe("wall", str(checkpoint), "gd", tasks=2, seed=0,
+                                overrides=("env.obs_type=state", "planner.iters=2"))
+    assert all(row["oracle"][0] and row["oracle_realised"] > 0 for row in result["rows"])
+
+
 def test_summary_reports_relative_medians_and_shares():
     rows = [{"start": 2.0, "oracle_err": 0.2, "oracle_realised": 0.0, "plan_err": 0.4, "realised_err": 1.0,
              "oracle": (True, 0.0), "plan": (False, 3.0)},
