@@ -1,12 +1,15 @@
 """Train a JEPA world model on data-policy episodes of one env.
 
-    python train.py [env=NAME] [data.path=DIR] [logdir=DIR] [resume=true] [seed=S] [device=cuda] [threads=N]
+    python train.py [env=NAME] [data.path=DIR] [data.extra=[DIR,...]] [logdir=DIR] [resume=true] [seed=S]
+                    [device=cuda] [threads=N]
                     [model.KEY=V] [train.KEY=V] ...                      (defaults: configs/train.yaml + env yaml)
     torchrun --nproc_per_node=2 train.py env=NAME ...                   (DDP: gloo on CPU, NCCL on CUDA)
 
 Without `data.path` the env's `data:` section is collected once into data/<env>-<obs_type>-<hash of env+data>
-and reused by later runs. Writes DIR/checkpoint.pt (weights, resolved config, normalisation, env config, format
-version, git commit, metrics, seconds of training steps, data size, optimizer state) atomically every
+and reused by later runs; `data.extra` adds datasets trained on beside it (planner-in-the-loop episodes from
+`python -m agent.collect`; data.path's held-out episodes stay the held-out ones). Writes DIR/checkpoint.pt
+(weights, resolved config, normalisation, env config, format version, git commit, metrics, seconds of training
+steps, data size, optimizer state) atomically every
 `train.ckpt_every` steps and at the end, DIR/model.pt at the end (the same without the optimizer state: a third of
 the size, what evaluate.py and the shipped worldmodels/pretrained/<env>.pt use), and TensorBoard logs in DIR
 (train/, model/, perf/, HParams); a model whose final numbers make it unusable for planning gets a warning.
@@ -75,7 +78,8 @@ def train(cfg, tc: TrainConfig, env_cfg, logdir: Path, device: torch.device, ran
     OmegaConf.update(cfg, "data.path", str(dataset_path(env_cfg, data, is_main)), merge=False)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     dataset = open_dataset(cfg.data.path, env_cfg)
-    episodes = Episodes(dataset, tc.eval_episodes, tc.seq_len, cfg.model.history)
+    extra = [open_dataset(path, env_cfg, "data.extra") for path in cfg.data.extra]
+    episodes = Episodes(dataset, tc.eval_episodes, tc.seq_len, cfg.model.history, extra)
     probe_env = envs.make(env_cfg)   # action bounds; the task distance and state variables for model/
     model = init_model(dataset, episodes, env_cfg.obs_type, resolved["model"], probe_env.action_space.low,
                        probe_env.action_space.high, cfg.seed).to(device)
@@ -84,7 +88,7 @@ def train(cfg, tc: TrainConfig, env_cfg, logdir: Path, device: torch.device, ran
     if cfg.resume:
         start, metrics, train_time = restore(logdir / CHECKPOINT, model, optimizer, resolved)
     trainer = DistributedDataParallel(model, broadcast_buffers=False) if world > 1 else model
-    meta = checkpoint_meta(env_cfg, resolved, model, dataset, episodes, world, metrics)
+    meta = checkpoint_meta(env_cfg, resolved, model, dataset, episodes, world, metrics, extra)
     writer = None
     if is_main:
         logdir.mkdir(parents=True, exist_ok=True)

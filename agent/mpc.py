@@ -114,10 +114,14 @@ class Episode:
     iters: int = 0  # planner iterations summed over its solves
     nonfinite_plans: int = 0  # solves that found no finite-cost plan; the env's hold action was executed instead
     frames: list[np.ndarray] = field(default_factory=list)  # rendered frames, only for recorded episodes
+    # traced episodes (MPCAgent(trace=True)) only: the observations and the executed native actions (clipped to the
+    # env's bounds, as the env applies them), one per env step; `states` is kept for them too
+    observations: list[np.ndarray] = field(default_factory=list)
+    actions: list[np.ndarray] = field(default_factory=list)
     goal_frame: np.ndarray | None = None
     first_plan: dict[str, torch.Tensor] = field(default_factory=dict)  # recorded episodes: latents of plan 1
-    # recorded episodes only: true env states (at reset and after every step), the goal state, and every plan's
-    # latents with the env steps executed before it (for pictures that place plans on the frame)
+    # recorded and traced episodes: true env states (at reset and after every step); recorded ones only: the goal
+    # state and every plan's latents with the env steps executed before it (for pictures that place plans on the frame)
     states: list[np.ndarray] = field(default_factory=list)
     goal_state: np.ndarray | None = None
     plans: list[tuple[int, dict[str, torch.Tensor]]] = field(default_factory=list)
@@ -156,12 +160,13 @@ class MPCAgent:
     A plan whose cost is not finite is not executed: the env's `hold_actions()` (native) keep the agent still.
     resync_states: re-initialise the shifted virtual states from the rollout of the shifted actions
         (see `shift_plan`); needed when the planner returns best-by-rollout actions beside later states.
+    trace: every episode keeps its observations, executed actions and states (to write them as data).
     """
 
     def __init__(self, model, planner, cfg: MPCConfig, generator: torch.Generator | None = None,
-                 resync_states: bool = True):
+                 resync_states: bool = True, trace: bool = False):
         self.model, self.planner, self.cfg = model, planner, cfg
-        self.generator, self.resync_states = generator, resync_states
+        self.generator, self.resync_states, self.trace = generator, resync_states, trace
 
     @torch.no_grad()
     def encode(self, windows: np.ndarray) -> torch.Tensor:
@@ -232,12 +237,16 @@ class MPCAgent:
         goal = self.encode(np.repeat(info["goal_obs"][:, None], self.model.history, axis=1))  # (n, D)
         episodes = [Episode(seed=int(s), trivial=bool(info["success"][i]), distances=[float(info["distance"][i])])
                     for i, s in enumerate(seeds)]
+        for i, e in enumerate(episodes):
+            if self.trace:
+                e.observations.append(obs[i])
+            if record[i] or self.trace:
+                e.states.append(np.asarray(info["state"][i]))
         pixels = obs.ndim == 4  # pixel observations are the frames; state observations need rendering
         if any(record):
             frames = obs if pixels else envs.render()
             for i in np.flatnonzero(record):
                 episodes[i].frames.append(frames[i])
-                episodes[i].states.append(np.asarray(info["state"][i]))
                 episodes[i].goal_state = np.asarray(info["goal_state"][i])
                 episodes[i].goal_frame = (info["goal_obs"][i] if pixels
                                           else envs.envs[i].render_state(info["goal_state"][i]))
@@ -260,7 +269,11 @@ class MPCAgent:
                 e.success, e.time_to_success_s = True, e.plan_time_s
             if record[i]:
                 e.frames.append(frames[i])
+            if record[i] or self.trace:
                 e.states.append(np.asarray(info["state"][i]))
+            if self.trace:
+                e.observations.append(obs[i])
+                e.actions.append(np.clip(step_actions[i], envs.action_space.low, envs.action_space.high))
             done[i] = e.steps >= self.cfg.budget or (self.cfg.stop_on_success and e.success)
             if done[i] and on_episode is not None:
                 on_episode(int(i), e)

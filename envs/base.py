@@ -10,7 +10,8 @@ lives at that block level.
 Tasks: `reset(seed=...)` samples a start and a goal from the seed. `goal_mode=random` draws a random reachable
 state; `goal_mode=trajectory` runs the data policy `goal_steps` NATIVE env steps from the start (the LeWM harness
 counts dataset frames, i.e. native steps: 25 frames = 5 planner steps at action_block 5). A task already solved at
-its start is rejected and redrawn. `options={"start_state": s, "goal_state": g}` pins either one.
+its start is rejected and redrawn. `options={"start_state": s, "goal_state": g}` pins either one; a goal
+not pinned is drawn from the start as above (for `trajectory`, the data policy run from the pinned start).
 
 Every env declares its `state_variables`: the named parts of `get_state()` (position, angle or velocity) and which
 of them the task's success depends on; world-model probes (`worldmodels.metrics`) read them.
@@ -229,10 +230,12 @@ class GoalEnv(gym.Env):
             self._step_physics(a)
         return self.observe(), -self._distance_now(), False, False, self._info()
 
-    def sample_task(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """(start_state, goal_state) per `goal_mode`, redrawn while the start already satisfies the goal."""
+    def sample_task(self, rng: np.random.Generator, start: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(start_state, goal_state) per `goal_mode` from `start` (None: a sampled one), the goal redrawn while the
+        start already satisfies it (and the start too, unless given)."""
+        given = start
         for _ in range(self.max_task_tries):
-            start = self.sample_state(rng)
+            start = self.sample_state(rng) if given is None else np.asarray(given, dtype=np.float64)
             if self.cfg.goal_mode == "random":
                 goal = self.sample_state(rng)
             else:
@@ -248,10 +251,10 @@ class GoalEnv(gym.Env):
         super().reset(seed=seed)
         options = options or {}
         start, goal = options.get("start_state"), options.get("goal_state")
-        if start is None or goal is None:
-            sampled_start, sampled_goal = self.sample_task(self.np_random)
-            start = sampled_start if start is None else start
-            goal = sampled_goal if goal is None else goal
+        if goal is None:
+            start, goal = self.sample_task(self.np_random, start)
+        elif start is None:
+            start = self.sample_task(self.np_random)[0]
         self.goal_state = np.asarray(goal, dtype=np.float64).copy()
         self.goal_obs = self.observe_state(self.goal_state)
         self.set_state(np.asarray(start, dtype=np.float64))

@@ -1,4 +1,5 @@
-"""Offline datasets of data-policy episodes: collection into compressed shards, and lazy reading.
+"""Offline datasets of episodes (the env's data policy, or another policy such as MPC): collection into compressed
+shards, and lazy reading.
 
 A dataset directory holds `meta.json` and shards `shard_00000.npz`, ... Each shard stores `k` fixed-length
 episodes of `T` planner steps:
@@ -60,8 +61,14 @@ def _episode(env, rng: np.random.Generator, episode_len: int) -> dict[str, np.nd
 
 
 def collect(env_cfg: EnvConfig, out_dir: str | os.PathLike, episodes: int, episode_len: int, seed: int,
-            episodes_per_shard: int = 100) -> Path:
-    """Collect `episodes` episodes of `episode_len` planner steps into `out_dir` (resuming what is there)."""
+            episodes_per_shard: int = 100, policy=None) -> Path:
+    """Collect `episodes` episodes of `episode_len` planner steps into `out_dir` (resuming what is there).
+
+    `policy` (None: the env's data policy) acts instead of the data policy: an object with `describe`, a JSON-able
+    dict stored in meta.json as "policy" (a resumed collection must match it), and `shard(rng, size, episode_len,
+    progress)`, the arrays of a shard of `size` episodes as above, drawn from `rng` alone, calling `progress(n)` as
+    (possibly fractional) episodes are done (e.g. `agent.collect`'s MPC episodes).
+    """
     env_cfg = env_config(env_cfg)
     if episodes < 1 or episode_len < 1 or episodes_per_shard < 1:
         raise EnvError(f"episodes={episodes}, episode_len={episode_len}, episodes_per_shard={episodes_per_shard}: "
@@ -74,7 +81,7 @@ def collect(env_cfg: EnvConfig, out_dir: str | os.PathLike, episodes: int, episo
     env.reset(seed=seed)   # some simulators must be reset once before set_state
     meta = {"format": FORMAT, "env": dataclasses.asdict(env_cfg), "episodes": episodes,
             "data_policy_revision": env.data_policy_revision, "episode_len": episode_len,
-            "episodes_per_shard": episodes_per_shard, "seed": seed,
+            "episodes_per_shard": episodes_per_shard, "seed": seed, "policy": policy and policy.describe,
             "obs_shape": list(env.observation_space.shape), "obs_dtype": str(env.observation_space.dtype),
             "action_dim": int(env.action_space.shape[0]), "state_dim": int(env.get_state().shape[0]), "shards": []}
     sizes = [min(episodes_per_shard, episodes - start) for start in range(0, episodes, episodes_per_shard)]
@@ -85,7 +92,7 @@ def collect(env_cfg: EnvConfig, out_dir: str | os.PathLike, episodes: int, episo
     if meta_path.exists():
         old = json.loads(meta_path.read_text())
         for key in ("format", "env", "data_policy_revision", "episode_len", "episodes_per_shard", "seed", "obs_shape",
-                    "action_dim"):
+                    "action_dim", "policy"):
             if old.get(key) != meta[key]:
                 raise EnvError(f"{out} holds a dataset with {key}={old.get(key)!r}, not {meta[key]!r}; "
                                f"use another directory")
@@ -98,11 +105,14 @@ def collect(env_cfg: EnvConfig, out_dir: str | os.PathLike, episodes: int, episo
     for i, (name, size) in enumerate(zip(names, sizes)):
         if done.get(name) != size:
             rng = np.random.default_rng([seed, i])
-            eps = []
-            for _ in range(size):
-                eps.append(_episode(env, rng, episode_len))
-                bar.update(1)
-            shard = {key: np.stack([e[key] for e in eps]) for key in eps[0]}
+            if policy is None:
+                eps = []
+                for _ in range(size):
+                    eps.append(_episode(env, rng, episode_len))
+                    bar.update(1)
+                shard = {key: np.stack([e[key] for e in eps]) for key in eps[0]}
+            else:
+                shard = policy.shard(rng, size, episode_len, bar.update)
             _write_atomic(out / name, lambda f: np.savez_compressed(f, **shard))
         else:
             bar.update(size)
@@ -161,15 +171,3 @@ class Dataset:
         """Every episode in memory: obs (N, T+1, ...), actions (N, T, A), states (N, T+1, S)."""
         shards = [self.shard(i) for i in range(len(self.meta["shards"]))]
         return {key: np.concatenate([s[key] for s in shards]) for key in ("obs", "actions", "states")}
-
-    def action_stats(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per-dimension mean and std (A,) of the actions, float32; std is floored at 1e-6 so that
-        normalising by it never divides by zero on a constant action dimension."""
-        total, total_sq, count = 0.0, 0.0, 0
-        for s in self.meta["shards"]:
-            with np.load(self.path / s["file"]) as z:
-                a = z["actions"].astype(np.float64).reshape(-1, self.meta["action_dim"])   # (k*T, A)
-            total, total_sq, count = total + a.sum(0), total_sq + (a ** 2).sum(0), count + len(a)
-        mean = total / count
-        std = np.sqrt(np.maximum(total_sq / count - mean ** 2, 0.0))
-        return mean.astype(np.float32), np.maximum(std, 1e-6).astype(np.float32)

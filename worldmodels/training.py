@@ -94,7 +94,7 @@ def dataset_path(env_cfg: EnvConfig, data: dict, is_main: bool = True) -> Path:
         if not (path / "meta.json").exists():
             raise TrainingError(f"data.path={data['path']!r}: no dataset there (meta.json missing)")
         return path
-    spec = {k: v for k, v in data.items() if k != "path"}
+    spec = {k: v for k, v in data.items() if k not in ("path", "extra")}
     key = {"env": asdict(env_cfg), "data": spec, "data_policy_revision": env_class(env_cfg.name).data_policy_revision}
     digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()
     path = Path("data") / f"{env_cfg.name}-{env_cfg.obs_type}-{digest[:10]}"
@@ -112,13 +112,13 @@ def _complete(path: Path) -> bool:
     return sum(s["episodes"] for s in meta["shards"]) == meta["episodes"]
 
 
-def open_dataset(path: str | Path, env_cfg: EnvConfig) -> Dataset:
-    """The dataset at `path`, checked to have been collected with every field of `env_cfg`."""
+def open_dataset(path: str | Path, env_cfg: EnvConfig, key: str = "data.path") -> Dataset:
+    """The dataset at `path` (the config's `key`), checked to have been collected with every field of `env_cfg`."""
     dataset = Dataset(path)
     differ = [k for k, v in asdict(env_cfg).items() if dataset.meta["env"].get(k) != v]
     if differ:
         k = differ[0]
-        raise TrainingError(f"data.path={str(path)!r} was collected with env.{k}={dataset.meta['env'].get(k)!r}, "
+        raise TrainingError(f"{key}={str(path)!r} was collected with env.{k}={dataset.meta['env'].get(k)!r}, "
                             f"but env.{k}={getattr(env_cfg, k)!r}; set env.{k} to match or collect new data")
     return dataset
 
@@ -126,31 +126,41 @@ def open_dataset(path: str | Path, env_cfg: EnvConfig) -> Dataset:
 def init_model(dataset: Dataset, episodes: Episodes, obs_type: str, model: dict, action_low, action_high,
                seed: int) -> JEPA:
     """A fresh JEPA (weights drawn from `seed`) for the dataset's shapes and `model` (the `model:` section),
-    normalised by the dataset's action statistics, the training frames' statistics and the env's native action
+    normalised by the episodes' action statistics, the training frames' statistics and the env's native action
     bounds (A,)."""
     torch.manual_seed(seed)
     jepa = JEPA(ModelConfig(obs_type=obs_type, obs_shape=dataset.meta["obs_shape"],
                             action_dim=dataset.meta["action_dim"], **model))
-    jepa.set_normalization(*dataset.action_stats(), action_low, action_high, *episodes.obs_stats())
+    jepa.set_normalization(*episodes.action_stats(), action_low, action_high, *episodes.obs_stats())
     return jepa
 
 
 class Episodes:
-    """The whole dataset in memory as tensors; the last `eval_episodes` are held out. Batches are a
-    deterministic function of (seed, step), so a resumed run draws exactly what the killed one would have.
-    `history` (the model's k) adds the k-1 frames before each sequence, the context of its first window."""
+    """The whole dataset in memory as tensors; its last `eval_episodes` are held out. `extra` datasets (e.g.
+    planner-in-the-loop episodes, agent/collect.py) are trained on too, never held out, so the held-out numbers
+    stay those of the data policy. Batches are a deterministic function of (seed, step), so a resumed run draws
+    exactly what the killed one would have. `history` (the model's k) adds the k-1 frames before each sequence,
+    the context of its first window."""
 
-    def __init__(self, dataset: Dataset, eval_episodes: int, seq_len: int, history: int = 1):
+    def __init__(self, dataset: Dataset, eval_episodes: int, seq_len: int, history: int = 1, extra=()):
         if eval_episodes >= len(dataset):
             raise TrainingError(f"train.eval_episodes={eval_episodes}: the dataset has only {len(dataset)} episodes")
         T = dataset.meta["episode_len"]
         if seq_len > T + 1:
             raise TrainingError(f"train.seq_len={seq_len}: episodes have only {T + 1} frames")
+        for more in extra:
+            if more.meta["episode_len"] != T:
+                raise TrainingError(f"data.extra {str(more.path)!r} has episodes of {more.meta['episode_len']} "
+                                    f"steps, data.path's have {T}; collect it with episode_len={T}")
+        n_train = len(dataset) - eval_episodes
         data = dataset.load_all()
+        parts = [{k: v[:n_train] for k, v in data.items()}] + [more.load_all() for more in extra] + \
+            [{k: v[n_train:] for k, v in data.items()}]
+        data = {k: np.concatenate([p[k] for p in parts]) for k in data}   # training episodes first, held-out last
         self.obs = torch.from_numpy(data["obs"])                    # (N, T+1, ...) uint8 or float32
         self.actions = torch.from_numpy(data["actions"])            # (N, T, A) native
         self.states = torch.from_numpy(data["states"])              # (N, T+1, S)
-        self.n_train = len(dataset) - eval_episodes
+        self.n_train = len(self.obs) - eval_episodes
         self.episode_len, self.seq_len, self.history = T, seq_len, history
 
     def batch(self, seed: int, step: int, batch_size: int, rank: int, world: int):
@@ -164,6 +174,14 @@ class Episodes:
         episode, start = episode[rank * b:(rank + 1) * b, None], start[rank * b:(rank + 1) * b, None]
         frames = start + torch.arange(1 - self.history, self.seq_len)   # (b, k-1+L), before frame 0 for context
         return self.obs[episode, frames.clamp_min(0)], self.actions[episode, frames[:, self.history - 1:-1]]
+
+    def action_stats(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-dimension mean and std (A,) of every episode's actions, float32; std is floored at 1e-6 so that
+        normalising by it never divides by zero on a constant action dimension."""
+        actions = self.actions.double().flatten(0, 1)               # (N*T, A)
+        mean = actions.mean(0)
+        std = (actions.pow(2).mean(0) - mean ** 2).clamp_min(0).sqrt()
+        return mean.float().numpy(), std.clamp_min(1e-6).float().numpy()
 
     def obs_stats(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-element mean and std (obs_shape) of the training frames, accumulated in chunks (float64)."""
@@ -253,15 +271,17 @@ def check_resume(saved: dict, config: dict) -> None:
 
 
 def checkpoint_meta(env_cfg: EnvConfig, config: dict, model: JEPA, dataset: Dataset, episodes: Episodes, world: int,
-                    metrics: dict) -> dict:
+                    metrics: dict, extra=()) -> dict:
     """What a checkpoint records beside the weights: the env and resolved `config`, provenance, the action
-    normalisation, the data, the DDP world size and the `metrics` so far (train.py adds the step and the seconds of
-    training steps at each save)."""
+    normalisation, the data (with each `extra` dataset's size and the policy that made it), the DDP world size and
+    the `metrics` so far (train.py adds the step and the seconds of training steps at each save)."""
     return {"env": asdict(env_cfg), "config": config, "seed": config["seed"], "git_commit": provenance.git_commit(),
             "action_mean": model.action_mean.tolist(), "action_std": model.action_std.tolist(),
             "data": {"path": config["data"]["path"], "episodes": len(dataset),
                      "episode_len": dataset.meta["episode_len"], "train_episodes": episodes.n_train,
-                     "transitions": episodes.n_train * episodes.episode_len},
+                     "transitions": episodes.n_train * episodes.episode_len,
+                     "extra": [{"path": str(d.path), "episodes": len(d), "policy": d.meta.get("policy")}
+                               for d in extra]},
             "versions": provenance.versions(), "world_size": world, "metrics": metrics}
 
 

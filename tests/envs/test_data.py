@@ -101,7 +101,7 @@ def test_resume_refuses_other_settings(tmp_path):
         collect(envs.env_config(STATE_CFG, action_block=3), tmp_path, **SMALL)
 
 
-def test_action_stats_and_lazy_shards(tmp_path, monkeypatch):
+def test_lazy_shards(tmp_path, monkeypatch):
     monkeypatch.setattr(data, "CACHED_SHARDS", 2)
     collect(STATE_CFG, tmp_path, episodes=7, episode_len=4, seed=0, episodes_per_shard=1)
     ds = Dataset(tmp_path)
@@ -109,12 +109,44 @@ def test_action_stats_and_lazy_shards(tmp_path, monkeypatch):
     for i in range(len(ds)):
         ds.episode(i)
         assert len(ds._cache) <= 2
-    actions = ds.load_all()["actions"].reshape(-1, 4)
-    mean, std = ds.action_stats()
-    assert mean.shape == std.shape == (4,) and mean.dtype == np.float32
-    np.testing.assert_allclose(mean, actions.mean(0), atol=1e-6)
-    np.testing.assert_allclose(std, actions.std(0), rtol=1e-4)
-    assert np.all(np.abs(actions) <= 1)
+    assert np.all(np.abs(ds.load_all()["actions"]) <= 1)
+
+
+class ReplayPolicy:
+    """A policy that is not the data policy: constant actions, recorded from the env like the data policy's."""
+    describe = {"name": "constant", "action": 0.5}
+
+    def __init__(self):
+        self.calls = []
+
+    def shard(self, rng, size, episode_len, progress):
+        self.calls.append(size)
+        progress(size)
+        env = envs.make(STATE_CFG)
+        env.reset(seed=0)
+        eps = []
+        for _ in range(size):
+            env.set_state(env.sample_state(rng))
+            obs, states = [env.observe()], [env.get_state()]
+            for _ in range(episode_len):
+                env.step(np.full(env.action_space.shape, 0.5, np.float32))
+                obs.append(env.observe())
+                states.append(env.get_state())
+            eps.append({"obs": np.stack(obs), "states": np.stack(states),
+                        "actions": np.full((episode_len, *env.action_space.shape), 0.5, np.float32)})
+        return {k: np.stack([e[k] for e in eps]) for k in eps[0]}
+
+
+def test_another_policy_fills_the_shards_and_is_recorded_and_checked_on_resume(tmp_path):
+    policy = ReplayPolicy()
+    collect(STATE_CFG, tmp_path, episodes=5, episode_len=3, seed=0, episodes_per_shard=2, policy=policy)
+    ds = Dataset(tmp_path)
+    assert policy.calls == [2, 2, 1] and ds.meta["policy"] == ReplayPolicy.describe and len(ds) == 5
+    assert np.all(ds.load_all()["actions"] == 0.5)
+    collect(STATE_CFG, tmp_path, episodes=5, episode_len=3, seed=0, episodes_per_shard=2, policy=policy)
+    assert policy.calls == [2, 2, 1]   # complete: nothing collected again
+    with pytest.raises(envs.EnvError, match="policy="):
+        collect(STATE_CFG, tmp_path, episodes=5, episode_len=3, seed=0, episodes_per_shard=2)
 
 
 def test_errors(tmp_path):

@@ -48,6 +48,22 @@ def test_same_seed_same_task_and_trajectory(env):
     assert not np.array_equal(env.reset(seed=8)[1]["goal_state"], runs[0][1])
 
 
+@pytest.mark.parametrize("name", list(envs.ENVS))
+def test_a_pinned_start_without_a_goal_gets_the_data_policy_goal_from_that_start(name):
+    """goal_mode=trajectory with only the start pinned: the goal is the data policy run goal_steps native steps from
+    THAT start with the reset's generator (planner-in-the-loop data chains tasks this way)."""
+    env = envs.make(name, obs_type="state", goal_mode="trajectory", goal_steps=25)
+    start = env.sample_state(np.random.default_rng(3))
+    _, info = env.reset(seed=11, options={"start_state": start})
+    np.testing.assert_array_equal(info["state"], start)
+    rng = np.random.default_rng(11)   # what gymnasium seeds env.np_random with
+    env.set_state(start)
+    for _ in range(25):
+        env._step_physics(np.clip(env.data_action(rng), env.action_low, env.action_high))
+    np.testing.assert_allclose(info["goal_state"], env.get_state())
+    env.close()
+
+
 def test_set_state_round_trip_and_goal_observation(env):
     obs, info = env.reset(seed=2)
     goal, start = info["goal_state"], info["state"]

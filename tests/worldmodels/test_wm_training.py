@@ -59,18 +59,41 @@ def test_resume_may_change_only_resume_device_and_logdir():
 
 
 class HandMadeDataset:
-    """5 episodes of 6 steps whose 1-d observation is 100 * episode + frame and action 100 * episode + step,
-    so every batch entry says where it came from."""
+    """`n` episodes of `T` steps whose 1-d observation is first + 100 * episode + frame and action
+    first + 100 * episode + step, so every batch entry says where it came from."""
 
-    meta = {"episode_len": 6}
+    def __init__(self, n=5, T=6, first=0):
+        self.n, self.first, self.meta, self.path = n, first, {"episode_len": T}, f"hand-made-{first}"
 
     def __len__(self):
-        return 5
+        return self.n
 
     def load_all(self):
-        e, t = np.arange(5)[:, None], np.arange(7)
-        obs = (100 * e + t).astype(np.float32)[..., None]                      # (5, 7, 1)
+        e, t = np.arange(self.n)[:, None], np.arange(self.meta["episode_len"] + 1)
+        obs = (self.first + 100 * e + t).astype(np.float32)[..., None]          # (n, T+1, 1)
         return {"obs": obs, "actions": obs[:, :-1].repeat(2, -1), "states": obs}
+
+
+def test_extra_datasets_are_trained_on_and_never_held_out():
+    """5 data-policy episodes (1 held out) + 3 extra ones (e.g. planner-in-the-loop): 7 training episodes; the
+    held-out one is still the data policy's last; the action statistics cover every episode."""
+    extra = HandMadeDataset(n=3, first=10000)
+    episodes = Episodes(HandMadeDataset(), eval_episodes=1, seq_len=3, extra=[extra])
+    assert episodes.n_train == 7
+    held_obs, _, _ = episodes.held_out()
+    assert held_obs[:, 0, 0].tolist() == [400.0]
+    seen = set()
+    for step in range(50):
+        obs, _ = episodes.batch(seed=0, step=step, batch_size=8, rank=0, world=1)
+        seen |= {int(v) // 100 for v in obs[:, 0, 0]}
+    assert seen == {0, 1, 2, 3, 100, 101, 102}                                # never episode 4, the held-out one
+    every = np.concatenate([HandMadeDataset().load_all()["actions"], extra.load_all()["actions"]]).reshape(-1, 2)
+    mean, std = episodes.action_stats()
+    assert mean.dtype == np.float32 and mean.shape == (2,)
+    np.testing.assert_allclose(mean, every.mean(0), rtol=1e-6)
+    np.testing.assert_allclose(std, every.std(0), rtol=1e-5)
+    with pytest.raises(TrainingError, match="data.extra 'hand-made-7' has episodes of 4 steps, data.path's have 6"):
+        Episodes(HandMadeDataset(), eval_episodes=1, seq_len=3, extra=[HandMadeDataset(T=4, first=7)])
 
 
 def test_batches_carry_history_context_with_the_first_frame_repeated_before_an_episode():
