@@ -58,7 +58,7 @@ def test_results_json_schema_and_event_file(checkpoints, tmp_path, capsys):
         assert {"success", "steps", "final_distance", "plan_time_s"} <= set(e) and 1 <= e["steps"] <= 3
         assert e["final_distance"] == e["distances"][-1] and len(e["distances"]) == e["steps"] + 1
     assert res["config"]["mpc"]["horizon"] == 4 and res["config"]["logdir"] == str(logdir)
-    assert set(res["versions"]) >= {"python", "torch", "numpy"}
+    assert set(res["versions"]) >= {"python", "torch", "numpy", "torch_cpu_capability"}
     assert not list(logdir.glob("*.tmp"))
     out = capsys.readouterr().out
     assert f"tensorboard --logdir {logdir}" in out and "success" in out

@@ -32,12 +32,15 @@ def git_commit(repo: Path = REPO) -> str | None:
 
 
 def versions() -> dict:
+    """Package versions and torch's CPU kernel level (e.g. AVX2, AVX512): CPU kernels of another level sum in
+    another order, and a chaotic env (Push-T) turns those last-bit differences into other episodes, so the same
+    seed and config give the same results only on the same versions and kernel level."""
     try:
         package = importlib.metadata.version("grasp-wm")
     except importlib.metadata.PackageNotFoundError:
         package = None
     return {"python": platform.python_version(), "torch": str(torch.__version__), "numpy": np.__version__,
-            "grasp-wm": package}
+            "grasp-wm": package, "torch_cpu_capability": torch.backends.cpu.get_cpu_capability()}
 
 
 def config_change(before: dict, now: dict) -> tuple[str, object, object] | None:
