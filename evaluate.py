@@ -37,6 +37,7 @@ from agent.evaluation import (USER_ERRORS, episode_seeds, eval_logger, load_worl
                               write_json)
 from agent.logging import tensorboard_command
 from agent.resume import Progress
+from worldmodels import provenance
 
 EVAL_SCALARS = ("success_rate", "success_final_rate", "excluded_trivial", "median_time_to_success_s",
                 "mean_plan_time_s", "mean_steps", "mean_final_distance")  # the summary's eval/ scalars in TensorBoard
@@ -58,6 +59,7 @@ def run(cfg, shard: sharding.Shard = sharding.Shard()) -> dict | None:
     if cfg.resume and not cfg.logdir:
         raise AgentError("resume=true needs logdir=DIR, the directory of the interrupted run")
     model, meta, checkpoint = load_world_model(env_cfg, cfg.checkpoint, cfg.device)
+    commit = provenance.git_commit()  # the code this run executes: taken before it starts, not when it writes
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     logdir = Path(cfg.logdir or f"runs/eval/{env_cfg.name}-{cfg.planner.name}-{stamp}")
     resolved = OmegaConf.to_container(cfg, resolve=True)
@@ -97,7 +99,7 @@ def run(cfg, shard: sharding.Shard = sharding.Shard()) -> dict | None:
                 raise
             bar.close()
             path = logdir / "results.json"
-            write_json(path, results_json(resolved, env_cfg.name, checkpoint, *progress.partial()))
+            write_json(path, results_json(resolved, env_cfg.name, checkpoint, commit, *progress.partial()))
             logger.close()
             raise configs.Interrupted(f"interrupted after {len(progress.rows)} of {cfg.episodes} episodes; partial "
                                       f"results in {path}; continue with resume=true logdir={logdir}") from None
@@ -105,7 +107,7 @@ def run(cfg, shard: sharding.Shard = sharding.Shard()) -> dict | None:
         return None
 
     # ---- write: TensorBoard's eval/ numbers and HParams, results.json, a summary table -----------------------
-    results = results_json(resolved, env_cfg.name, checkpoint, [progress.rows[i] for i in range(cfg.episodes)],
+    results = results_json(resolved, env_cfg.name, checkpoint, commit, [progress.rows[i] for i in range(cfg.episodes)],
                            progress.records(ran[1]))
     summary = {k: results[k] for k in EVAL_SCALARS}
     hparams = {"env": env_cfg.name, "planner": cfg.planner.name, "checkpoint": str(checkpoint), "seed": cfg.seed,

@@ -43,6 +43,14 @@ def results_of(logdir: Path) -> dict:
     return json.loads((logdir / "results.json").read_text())
 
 
+def test_git_commit_is_taken_when_the_run_starts(checkpoints, tmp_path, monkeypatch):
+    # the tree changes while the run goes (e.g. a file is edited, then committed): the record keeps the start's
+    answers = iter(["aaa", "bbb (with uncommitted changes)"])
+    monkeypatch.setattr(evaluate.provenance, "git_commit", lambda: next(answers, "ccc"))
+    assert evaluate_in_process([f"checkpoint={checkpoints['pixels']}", f"logdir={tmp_path / 'run'}", *FAST]) == 0
+    assert results_of(tmp_path / "run")["git_commit"] == "aaa"
+
+
 def test_results_json_schema_and_event_file(checkpoints, tmp_path, capsys):
     logdir = tmp_path / "run"
     assert evaluate_in_process([f"checkpoint={checkpoints['pixels']}", f"logdir={logdir}", *FAST]) == 0
