@@ -214,8 +214,9 @@ def results_json(config: dict, env: str, checkpoint: Path, commit: str | None, r
                  chunk_calls: dict[int, list] | None = None) -> dict:
     """evaluate.py's results.json: the summary of `rows` (`Episode.summary()` rows with index and distances) and
     `records`, the rows, the resolved `config` and provenance (`commit`: the git commit when the run started, so
-    editing or committing files while it runs does not change what it records). With `chunk_calls` ({chunk: plan calls}) it is an
-    interrupted run's (complete: false) and lists the finished chunks, which a resume skips (agent/resume.py)."""
+    editing or committing files while it runs does not change what it records). With `chunk_calls` ({chunk: plan
+    calls}) it is an interrupted run's (complete: false) and lists the finished chunks, which a resume skips
+    (agent/resume.py)."""
     out = {"env": env, "planner": config["planner"]["name"], "checkpoint": provenance.repo_path(checkpoint),
            "seed": config["seed"],
            "complete": chunk_calls is None, **summarize(rows, records),
