@@ -2,11 +2,13 @@
 
     python -m benchmarks.compare a=RUN_A/results.json b=RUN_B/results.json
 
-Episodes are matched by their seed (the task), trivial ones left out. Prints each run's successes with the 95 %
-Wilson interval, the tasks only A solved and only B solved with the exact McNemar p-value (is the difference more
-than the luck of these tasks?), and how many episodes ended at the same final distance and after the same number of
-steps (a re-run of the same run on the same versions and CPU kernel level matches on all of them; on another
-kernel level the last-bit differences of the float sums change the episodes: `versions` of both runs is printed).
+Episodes are matched by their seed, trivial ones left out; the two runs must draw tasks the same way (the same
+`env` settings but the observation type and image size, which do not change the tasks), else a one-line error.
+Prints each run's successes with the 95 % Wilson interval, the tasks only A solved and only B solved with the
+exact McNemar p-value (is the difference more than the luck of these tasks?), and how many episodes ended at the
+same final distance and after the same number of steps (a re-run of the same run on the same versions and CPU
+kernel level matches on all of them; on another kernel level the last-bit differences of the float sums change the
+episodes: `versions` of both runs is printed).
 """
 from __future__ import annotations
 
@@ -22,7 +24,8 @@ def load(path: str) -> dict:
     try:
         with open(path) as f:
             run = json.load(f)
-        return {"versions": run.get("versions", {}), "commit": run.get("git_commit"),
+        task = {k: v for k, v in run["config"]["env"].items() if k not in ("obs_type", "image_size")}
+        return {"versions": run.get("versions", {}), "commit": run.get("git_commit"), "task": task,
                 "episodes": {e["seed"]: e for e in run["per_episode"] if not e["trivial"]}}
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise SystemExit(f"error: {path!r} is not a readable evaluate.py results.json ({type(err).__name__}: {err})")
@@ -30,6 +33,10 @@ def load(path: str) -> dict:
 
 def compare(a: dict, b: dict) -> dict:
     """Paired statistics of runs `a` and `b` (as `load` returns them) over the tasks both ran."""
+    differ = sorted(k for k in a["task"].keys() | b["task"].keys() if a["task"].get(k) != b["task"].get(k))
+    if differ:
+        raise SystemExit(f"error: the two runs draw different tasks: env." + ", env.".join(
+            f"{k}={a['task'].get(k)!r} vs {b['task'].get(k)!r}" for k in differ))
     seeds = sorted(a["episodes"].keys() & b["episodes"].keys())
     if not seeds:
         raise SystemExit("error: the two runs share no task (episode seed); compare runs of the same env, seed and "

@@ -7,12 +7,13 @@ import pytest
 from benchmarks import compare
 
 
-def write_run(path, outcomes, distances=None):
+def write_run(path, outcomes, distances=None, env=None):
     """A results.json with one episode per (seed, success); trivial episodes marked by success None."""
+    env = env or {"name": "wall", "obs_type": "pixels", "image_size": 64, "goal_mode": "random"}
     rows = [{"seed": seed, "trivial": ok is None, "success": bool(ok), "steps": 3,
              "final_distance": (distances or {}).get(seed, 1.0)} for seed, ok in outcomes]
-    path.write_text(json.dumps({"per_episode": rows, "versions": {"torch_cpu_capability": "AVX2"},
-                                "git_commit": "abc"}))
+    path.write_text(json.dumps({"per_episode": rows, "config": {"env": env}, "git_commit": "abc",
+                                "versions": {"torch_cpu_capability": "AVX2"}}))
     return str(path)
 
 
@@ -34,6 +35,17 @@ def test_a_run_compared_with_itself_matches_everywhere(tmp_path):
     a = compare.load(write_run(tmp_path / "a.json", [(s, s % 3 == 0) for s in range(9)]))
     c = compare.compare(a, a)
     assert (c["only_a"], c["only_b"], c["p_mcnemar"], c["same_final_distance"]) == (0, 0, 1.0, 9)
+
+
+def test_runs_must_draw_the_same_tasks_whatever_they_observe(tmp_path):
+    wall = {"name": "wall", "obs_type": "pixels", "image_size": 64, "goal_mode": "random"}
+    a = write_run(tmp_path / "a.json", [(0, True), (1, False)], env=wall)
+    state = write_run(tmp_path / "b.json", [(0, False), (1, False)],
+                      env={**wall, "obs_type": "state", "image_size": 32})
+    assert compare.compare(compare.load(a), compare.load(state))["only_a"] == 1
+    other = write_run(tmp_path / "c.json", [(0, True)], env={**wall, "name": "pusht", "goal_mode": "trajectory"})
+    with pytest.raises(SystemExit, match="different tasks: env.goal_mode='random' vs 'trajectory', env.name='wall' vs"):
+        compare.main([f"a={a}", f"b={other}"])
 
 
 def test_unreadable_or_unrelated_runs_are_one_line_errors(tmp_path):
