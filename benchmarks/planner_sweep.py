@@ -408,6 +408,7 @@ def unfinished(cfg, logdir: Path, keys: dict) -> list[tuple[str, int]]:
 
 def run(cfg, shard: sharding.Shard = sharding.Shard(), argv=()) -> dict | None:
     env_cfg, horizons, logdir = check(cfg)
+    commit = provenance.git_commit()  # the code the cells run: an edit or commit mid-sweep must not relabel them
     configs_ = planner_configs(cfg)
     model, meta, checkpoint = load_world_model(env_cfg, cfg.checkpoint, cfg.device)
     torch.set_num_threads(1)  # times compare planners, so every process plans on one thread; scale with torchrun
@@ -444,7 +445,7 @@ def run(cfg, shard: sharding.Shard = sharding.Shard(), argv=()) -> dict | None:
             row = {"planner": name, "horizon": h, "mode": cfg.mode, **summarize(episodes, records),
                    "iters": key["planner"]["iters"], "iters_warm": key["planner"]["iters_warm"],
                    "sec_per_iter": budget["sec_per_iter"], "calibration_plan_time_s": budget.get("plan_s"),
-                   "load_1min": [load_start, load_1min()],
+                   "load_1min": [load_start, load_1min()], "git_commit": commit,
                    "machine": {**machine(), "processes": shard.world, "allow_dirty": cfg.allow_dirty}}
             log_cell(logdir, cell_name(name, h, cfg.mode), row, key, records)
             write_json(logdir / "cells" / f"{cell_name(name, h, cfg.mode)}.json",
@@ -452,14 +453,17 @@ def run(cfg, shard: sharding.Shard = sharding.Shard(), argv=()) -> dict | None:
     for batch in batches.values():
         batch.close()
     tasks.close()
-    return write_results(cfg, logdir, env_cfg, checkpoint, horizons, list(configs_), shard.world, argv) \
+    return write_results(cfg, logdir, env_cfg, checkpoint, horizons, list(configs_), shard.world, argv, commit) \
         if shard.main else None
 
 
-def write_results(cfg, logdir: Path, env_cfg, checkpoint, horizons, names, world: int, argv) -> dict:
-    """results.json, results.md and results.png of the finished cells; the table printed."""
+def write_results(cfg, logdir: Path, env_cfg, checkpoint, horizons, names, world: int, argv, commit) -> dict:
+    """results.json, results.md and results.png of the finished cells; the table printed. `git_commit` is the
+    commit the cells ran at (each cell records its own; those of a sweep resumed at other commits are all listed;
+    a cell from before cells recorded one counts as this run's `commit`)."""
     cells = {(n, h): json.loads((logdir / "cells" / f"{cell_name(n, h, cfg.mode)}.json").read_text())
              for h in horizons for n in names}
+    commits = sorted({str(c["row"].get("git_commit", commit)) for c in cells.values()})
     launcher = f"torchrun --nproc_per_node={world} " if world > 1 else "python "
     results = {"env": env_cfg.name, "mode": cfg.mode, "budget": cfg.budget, "time_per_plan": cfg.time_per_plan,
                "checkpoint": provenance.repo_path(checkpoint), "seed": cfg.seed, "episodes": cfg.episodes,
@@ -467,7 +471,7 @@ def write_results(cfg, logdir: Path, env_cfg, checkpoint, horizons, names, world
                "horizons": horizons, "planners": names, "processes": world,
                "protocol": PROTOCOL[cfg.mode].format(factor=cfg.mpc.budget_factor),
                "command": launcher + shlex.join(["-m", "benchmarks.planner_sweep", *argv]),
-               "git_commit": provenance.git_commit(), "allow_dirty": cfg.allow_dirty, "machine": machine(),
+               "git_commit": ", ".join(commits), "allow_dirty": cfg.allow_dirty, "machine": machine(),
                "versions": provenance.versions(), "rows": [cells[n, h]["row"] for h in horizons for n in names],
                "paired": paired(cells, names, horizons), "config": OmegaConf.to_container(cfg, resolve=True)}
     write_json(logdir / "results.json", results)

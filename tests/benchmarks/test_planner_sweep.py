@@ -75,6 +75,26 @@ def test_tiny_sweep_writes_results_and_a_rerun_skips_finished_cells(checkpoint, 
     assert timeless(json.loads((logdir / "results.json").read_text())) == timeless(res)  # same tasks, same plans
 
 
+def test_cells_record_the_commit_the_sweep_started_at(checkpoint, tmp_path, monkeypatch):
+    # the tree changes while cells run (a file edited, then committed), and the sweep is resumed at a later commit:
+    # each cell keeps the commit its run started at, and results.json lists both
+    logdir = tmp_path / "run"
+    argv = [f"checkpoint={checkpoint}", f"logdir={logdir}", "planners=[cem]", "horizons=[2,3]", "episodes=2",
+            "batch=2"]
+    answers = iter(["aaa", "bbb (with uncommitted changes)"])
+    monkeypatch.setattr(bench.provenance, "git_commit", lambda: next(answers, "ccc"))
+    assert bench.main(argv) == 0
+    assert {c["row"]["git_commit"] for c in cells(logdir).values()} == {"aaa"}
+    assert json.loads((logdir / "results.json").read_text())["git_commit"] == "aaa"
+    (logdir / "cells" / "cem-H3-open_loop.json").unlink()
+    answers = iter(["ddd"])
+    assert bench.main(argv) == 0
+    assert {k: c["row"]["git_commit"] for k, c in cells(logdir).items()} == {"cem-H2-open_loop": "aaa",
+                                                                           "cem-H3-open_loop": "ddd"}
+    assert json.loads((logdir / "results.json").read_text())["git_commit"] == "aaa, ddd"
+    assert "Git commit: `aaa, ddd`" in (logdir / "results.md").read_text()
+
+
 def test_changed_settings_in_a_used_logdir_are_refused(checkpoint, tmp_path, capsys):
     logdir = tmp_path / "run"
     argv = [f"checkpoint={checkpoint}", f"logdir={logdir}", "planners=[cem]", "horizons=[2]", "episodes=2",
