@@ -1,6 +1,6 @@
 """Two evaluate.py runs on the same tasks, paired episode by episode.
 
-    python -m benchmarks.compare a=RUN_A/results.json b=RUN_B/results.json
+    python -m benchmarks.compare a=RUN_A b=RUN_B        (evaluate.py logdirs, or their results.json files)
 
 Episodes are matched by their seed, trivial ones left out; the two runs must draw tasks the same way (the same
 `env` settings but the observation type and image size, which do not change the tasks), else a one-line error.
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 from agent.evaluation import wilson
 from benchmarks import cli
@@ -21,6 +22,9 @@ from benchmarks.planner_sweep import mcnemar_exact
 
 
 def load(path: str) -> dict:
+    """The run in `path`: an evaluate.py logdir or its results.json."""
+    if Path(path).is_dir():
+        path = str(Path(path) / "results.json")
     try:
         with open(path) as f:
             run = json.load(f)
@@ -53,9 +57,9 @@ def compare(a: dict, b: dict) -> dict:
 
 
 def main(argv: list[str]) -> None:
-    args = cli.parse(argv, {"a": "", "b": ""}, "a=RESULTS_JSON b=RESULTS_JSON")
+    args = cli.parse(argv, {"a": "", "b": ""}, "a=RUN_DIR|RESULTS_JSON b=RUN_DIR|RESULTS_JSON")
     if not args["a"] or not args["b"]:
-        raise SystemExit("error: give both runs: a=RUN_A/results.json b=RUN_B/results.json")
+        raise SystemExit("error: give both runs: a=RUN_A b=RUN_B (evaluate.py logdirs or their results.json)")
     a, b = load(args["a"]), load(args["b"])
     c = compare(a, b)
     pct = lambda k, ci: f"{c[k]}/{c['tasks']} ({100 * c[k] / c['tasks']:.1f} %; {100 * ci[0]:.0f}-{100 * ci[1]:.0f})"

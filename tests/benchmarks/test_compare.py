@@ -29,6 +29,12 @@ def test_paired_counts_and_mcnemar_on_a_known_case(tmp_path, capsys):
     compare.main([f"a={a}", f"b={b}"])
     out = capsys.readouterr().out
     assert "success A: 6/10 (60.0 %" in out and "only by A: 4, only by B: 1" in out and "p = 0.375" in out
+    run_dir = tmp_path / "run"   # an evaluate.py logdir stands for its results.json
+    run_dir.mkdir()
+    (run_dir / "results.json").write_text((tmp_path / "b.json").read_text())
+    assert compare.load(str(run_dir)) == compare.load(b)
+    with pytest.raises(SystemExit, match="results.json' is not a readable"):
+        compare.load(str(tmp_path))
 
 
 def test_a_run_compared_with_itself_matches_everywhere(tmp_path):
