@@ -34,7 +34,7 @@ import configs
 import envs
 from agent.logging import tensorboard_command, write_hparams
 from configs import ConfigError
-from worldmodels import JEPA, CheckpointError, ModelError, save_checkpoint
+from worldmodels import JEPA, CheckpointError, ModelError, provenance, save_checkpoint
 from worldmodels.metrics import model_metrics, planning_warning
 from worldmodels.training import (Episodes, TrainConfig, TrainingError, checkpoint_meta, dataset_path, init_model,
                                   init_process_group, open_dataset, restore, train_scalars, train_step)
@@ -43,6 +43,7 @@ CHECKPOINT, FINAL_MODEL = "checkpoint.pt", "model.pt"
 
 
 def run(cfg) -> JEPA:
+    commit = provenance.git_commit()  # the code this run trains with: later edits (while data loads) must not relabel it
     world, rank = int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("RANK", 0))
     if not (cfg.device == "cpu" or (cfg.device.startswith("cuda") and torch.cuda.is_available())):
         raise ConfigError(f"device={cfg.device!r}: choose cpu" + (" or cuda" if torch.cuda.is_available() else ""))
@@ -65,13 +66,14 @@ def run(cfg) -> JEPA:
         torch.set_num_threads(cfg.threads)  # per process: under torchrun each rank sets its own
     device = init_process_group(torch.device(cfg.device), world)
     try:
-        return train(cfg, tc, env_cfg, logdir, device, rank, world)
+        return train(cfg, tc, env_cfg, logdir, device, rank, world, commit)
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
 
 
-def train(cfg, tc: TrainConfig, env_cfg, logdir: Path, device: torch.device, rank: int, world: int) -> JEPA:
+def train(cfg, tc: TrainConfig, env_cfg, logdir: Path, device: torch.device, rank: int, world: int,
+          commit: str | None) -> JEPA:
     # ---- build: data, model, optimizer (from the checkpoint when resuming) -------------------------------------
     is_main = rank == 0
     data = OmegaConf.to_container(cfg.data, resolve=True)
@@ -88,7 +90,7 @@ def train(cfg, tc: TrainConfig, env_cfg, logdir: Path, device: torch.device, ran
     if cfg.resume:
         start, metrics, train_time = restore(logdir / CHECKPOINT, model, optimizer, resolved)
     trainer = DistributedDataParallel(model, broadcast_buffers=False) if world > 1 else model
-    meta = checkpoint_meta(env_cfg, resolved, model, dataset, episodes, world, metrics, extra)
+    meta = checkpoint_meta(env_cfg, resolved, model, dataset, episodes, world, metrics, commit, extra)
     writer = None
     if is_main:
         logdir.mkdir(parents=True, exist_ok=True)

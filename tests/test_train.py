@@ -12,7 +12,7 @@ import configs
 import train
 from envs import EnvConfig
 from envs.data import collect
-from worldmodels import load_checkpoint, training
+from worldmodels import load_checkpoint, provenance, training
 from worldmodels.checkpoint import read_checkpoint
 
 TINY = ["env.image_size=16", "model.latent_dim=8", "model.channels=[4,8]", "model.hidden=16",
@@ -49,6 +49,22 @@ def killed_at_step(kill: int, monkeypatch, cfg) -> None:
         patch.setattr(training.Episodes, "batch", killed)
         with pytest.raises(KeyboardInterrupt):
             train.run(cfg)
+
+
+def test_git_commit_is_taken_when_the_run_starts(dataset, tmp_path, monkeypatch):
+    # the tree is edited while the data loads (minutes for a pixel dataset): the record keeps the start's commit
+    tree = {"commit": "aaa"}
+    monkeypatch.setattr(provenance, "git_commit", lambda: tree["commit"])
+    open_dataset = train.open_dataset
+
+    def edited_while_loading(*args):
+        tree["commit"] = "aaa (with uncommitted changes)"
+        return open_dataset(*args)
+
+    monkeypatch.setattr(train, "open_dataset", edited_while_loading)
+    train.run(config(dataset, tmp_path, "train.steps=2", "train.ckpt_every=1"))
+    assert read_checkpoint(tmp_path / "checkpoint.pt")["meta"]["git_commit"] == "aaa"
+    assert read_checkpoint(tmp_path / "model.pt")["meta"]["git_commit"] == "aaa"
 
 
 def test_run_writes_checkpoint_and_tensorboard(dataset, tmp_path):

@@ -271,11 +271,12 @@ def check_resume(saved: dict, config: dict) -> None:
 
 
 def checkpoint_meta(env_cfg: EnvConfig, config: dict, model: JEPA, dataset: Dataset, episodes: Episodes, world: int,
-                    metrics: dict, extra=()) -> dict:
-    """What a checkpoint records beside the weights: the env and resolved `config`, provenance, the action
-    normalisation, the data (with each `extra` dataset's size and the policy that made it), the DDP world size and
-    the `metrics` so far (train.py adds the step and the seconds of training steps at each save)."""
-    return {"env": asdict(env_cfg), "config": config, "seed": config["seed"], "git_commit": provenance.git_commit(),
+                    metrics: dict, commit: str | None, extra=()) -> dict:
+    """What a checkpoint records beside the weights: the env and resolved `config`, provenance (`commit`: the git
+    commit when the run started, `provenance.git_commit`), the action normalisation, the data (with each `extra`
+    dataset's size and the policy that made it), the DDP world size and the `metrics` so far (train.py adds the step
+    and the seconds of training steps at each save)."""
+    return {"env": asdict(env_cfg), "config": config, "seed": config["seed"], "git_commit": commit,
             "action_mean": model.action_mean.tolist(), "action_std": model.action_std.tolist(),
             "data": {"path": config["data"]["path"], "episodes": len(dataset),
                      "episode_len": dataset.meta["episode_len"], "train_episodes": episodes.n_train,
