@@ -43,7 +43,7 @@ CHECKPOINT, FINAL_MODEL = "checkpoint.pt", "model.pt"
 
 
 def run(cfg) -> JEPA:
-    commit = provenance.git_commit()  # the code this run trains with: later edits (while data loads) must not relabel it
+    commit = provenance.git_commit()  # the code this run trains with: edits while the data loads must not relabel it
     world, rank = int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("RANK", 0))
     if not (cfg.device == "cpu" or (cfg.device.startswith("cuda") and torch.cuda.is_available())):
         raise ConfigError(f"device={cfg.device!r}: choose cpu" + (" or cuda" if torch.cuda.is_available() else ""))
