@@ -55,9 +55,10 @@ def load_model(checkpoint: str, device: str, predictor_hidden: str, latent_dim: 
         sizes = model.cfg.to_dict()
         sizes.update({k: int(v) for k, v in (("predictor_hidden", predictor_hidden), ("latent_dim", latent_dim)) if v})
         torch.manual_seed(0)
-        model = worldmodels.JEPA(worldmodels.ModelConfig(**sizes))
-        last = model.predictor[-1]
-        torch.nn.init.normal_(last.weight, std=0.5 / last.in_features ** 0.5)
+        model = worldmodels.build_model(worldmodels.ModelConfig(**sizes))
+        for member in model.members:
+            last = member.predictor[-1]
+            torch.nn.init.normal_(last.weight, std=0.5 / last.in_features ** 0.5)
     return model.to(device).eval().requires_grad_(False)
 
 
@@ -136,8 +137,8 @@ def main(argv: list[str]) -> None:
     names = [n for n in names if COLUMNS[n][0] in planners.PLANNERS]  # older trees lack some planners
     model = load_model(args["checkpoint"], device, args["predictor_hidden"], args["latent_dim"])
     D = model.latent_dim
-    n_params = sum(p.numel() for p in model.predictor.parameters()) + sum(
-        p.numel() for p in model.action_encoder.parameters())
+    n_params = sum(p.numel() for m in model.members for p in [*m.predictor.parameters(),
+                                                                *m.action_encoder.parameters()])
     random = "RANDOM weights, " if args["predictor_hidden"] or args["latent_dim"] else ""
     print(f"model: {args['checkpoint']} ({random}latent {D}, action {model.action_dim}, predictor_hidden "
           f"{model.cfg.predictor_hidden}, {n_params / 1e6:.2f}M predictor+action-encoder params); device {device}; "

@@ -20,7 +20,7 @@ from omegaconf import OmegaConf
 import configs
 import envs
 from benchmarks import cli
-from worldmodels import JEPA, ModelConfig
+from worldmodels import ModelConfig, build_model
 from worldmodels.training import TrainConfig, train_step
 
 WARMUP = 3
@@ -33,8 +33,8 @@ def seconds_per_step(name: str, steps: int) -> tuple[float, str, int]:
     obs_shape, A = tuple(env.observation_space.shape), int(env.action_space.shape[0])
     env.close()
     torch.manual_seed(0)
-    model = JEPA(ModelConfig(obs_type=cfg.env.obs_type, obs_shape=obs_shape, action_dim=A,
-                             **OmegaConf.to_container(cfg.model, resolve=True)))
+    model = build_model(ModelConfig(obs_type=cfg.env.obs_type, obs_shape=obs_shape, action_dim=A,
+                                    **OmegaConf.to_container(cfg.model, resolve=True)))
     optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     B, L = tc.batch_size, tc.seq_len
     frames = model.history - 1 + L  # a sequence and the frames before it that its first window sees

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from worldmodels.model import JEPA, ModelConfig, ModelError
+from worldmodels.model import JEPA, Ensemble, ModelConfig, ModelError, build_model
 
 FORMAT = "grasp-wm/jepa"
 FORMAT_VERSION = 1
@@ -29,7 +29,8 @@ class CheckpointError(ModelError):
     type; the message is one line for the user."""
 
 
-def save_checkpoint(path: str | os.PathLike, model: JEPA, meta: dict, training: dict | None = None) -> None:
+def save_checkpoint(path: str | os.PathLike, model: JEPA | Ensemble, meta: dict,
+                    training: dict | None = None) -> None:
     """Write atomically: a crash leaves either the previous file or the new one, never a partial file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -67,7 +68,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
 
 
 def load_checkpoint(path: str | os.PathLike, env: str | None = None, obs_type: str | None = None,
-                    device: str | torch.device = "cpu") -> tuple[JEPA, dict]:
+                    device: str | torch.device = "cpu") -> tuple[JEPA | Ensemble, dict]:
     """(model, meta). With `env` / `obs_type`, a checkpoint trained for another env or observation type is an
     error naming both. The model is in eval mode on `device`."""
     payload = read_checkpoint(path)
@@ -80,7 +81,7 @@ def load_checkpoint(path: str | os.PathLike, env: str | None = None, obs_type: s
         raise CheckpointError(f"checkpoint {str(path)!r} was trained for env {trained}, not {obs_type} "
                               f"observations; set env.obs_type={trained_env.get('obs_type')} or use another "
                               f"checkpoint")
-    model = JEPA(ModelConfig(**payload["model_config"]))
+    model = build_model(ModelConfig(**payload["model_config"]))
     try:
         model.load_state_dict(payload["model"])
     except RuntimeError as err:

@@ -16,6 +16,12 @@ against the encoded later frames under stop-gradient (without it the latent coll
 The anti-collapse regulariser (worldmodels/regularizers.py) is applied to the latents outside `forward`, so that
 under DDP it can see the global batch.
 
+Ensembles (`model.ensemble` = K > 1, `Ensemble`): K JEPAs with their own weights, initialised differently and
+trained on the same batches. The planner's latent is their K latents side by side (K * D), so its cost is the sum
+of the members' squared distances to their goal latents: a plan must reach the goal in every member. Where the data
+say little, the members' prediction errors differ, and a plan that exploits one member's errors is costed by the
+others (on Push-T, GRASP's plans are predicted to end far closer to the goal than they do: README, study table).
+
 Normalisation lives in buffers, so a checkpoint carries it: actions are z-scored by the dataset's mean/std, and
 `action_low/high` are the env's native bounds in those units. Observations are z-scored per element (per pixel
 and channel for images) by the dataset's mean/std. For pixels this matters: a small agent on a fixed background
@@ -26,7 +32,7 @@ is floored (PIXEL_STD_FLOOR, in uint8 units) so a pixel that almost never change
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Iterator
 
 import torch
@@ -57,6 +63,7 @@ class ModelConfig:
     action_embed: int = 64
     predictor_hidden: int = 512
     predictor_layers: int = 3
+    ensemble: int = 1                               # K members (1: a single JEPA), see `Ensemble`
 
     def __post_init__(self):
         object.__setattr__(self, "obs_shape", tuple(int(n) for n in self.obs_shape))
@@ -71,7 +78,7 @@ class ModelConfig:
                                  f"2**len(channels) = {down}")
         elif len(self.obs_shape) != 1:
             raise ModelError(f"state obs_shape {self.obs_shape}: expected (state_obs_dim,)")
-        for key in ("action_dim", "history", "latent_dim", "hidden", "action_embed", "predictor_hidden"):
+        for key in ("action_dim", "history", "latent_dim", "hidden", "action_embed", "predictor_hidden", "ensemble"):
             if getattr(self, key) < 1:
                 raise ModelError(f"model.{key}={getattr(self, key)}: must be >= 1")
         if self.predictor_layers < 2:
@@ -136,9 +143,17 @@ class StateEncoder(nn.Module):
         return self.net(obs)
 
 
+def build_model(cfg: ModelConfig) -> JEPA | Ensemble:
+    """A fresh model for `cfg`: one JEPA, or an `Ensemble` of `cfg.ensemble` of them (drawn in turn from torch's
+    global RNG, so member 0 has the weights a single JEPA would get from the same seed)."""
+    return JEPA(cfg) if cfg.ensemble == 1 else Ensemble(cfg)
+
+
 class JEPA(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
+        if cfg.ensemble != 1:
+            raise ModelError(f"JEPA is one model; model.ensemble={cfg.ensemble} is built by build_model")
         self.cfg = cfg
         self.latent_dim, self.action_dim, self.history = cfg.latent_dim, cfg.action_dim, cfg.history
         self.encoder = PixelEncoder(cfg) if cfg.obs_type == "pixels" else StateEncoder(cfg)
@@ -173,6 +188,11 @@ class JEPA(nn.Module):
     @property
     def device(self) -> torch.device:
         return self.action_mean.device
+
+    @property
+    def members(self) -> tuple[JEPA, ...]:
+        """The models that share no weights (trained, clipped and regularised each on its own): this one."""
+        return (self,)
 
     def normalize_actions(self, a: torch.Tensor) -> torch.Tensor:
         return (a - self.action_mean) / self.action_std
@@ -245,3 +265,61 @@ class JEPA(nn.Module):
                   for k, pred in enumerate(self.open_loop(z[:, :-1], actions), start=1)]
         count = target.shape[0] * target.shape[2] * sum(range(1, target.shape[1] + 1))
         return z, torch.stack(errors).sum() / count
+
+
+class Ensemble(nn.Module):
+    """K JEPAs (`members`) as one world model with latents (..., K * D): member i owns dimensions i*D..(i+1)*D.
+    The same surface as a JEPA; actions are normalised by the members' shared dataset statistics (member 0's
+    buffers; `set_normalization` gives every member the same ones). Training (`forward`) returns the sum of the
+    members' prediction losses, so each member gets exactly the gradient it would get alone."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        member_cfg = replace(cfg, ensemble=1)
+        self.members = nn.ModuleList(JEPA(member_cfg) for _ in range(cfg.ensemble))
+        self.member_dim = cfg.latent_dim
+        self.latent_dim, self.action_dim, self.history = cfg.ensemble * cfg.latent_dim, cfg.action_dim, cfg.history
+
+    @torch.no_grad()
+    def set_normalization(self, *stats):
+        for member in self.members:
+            member.set_normalization(*stats)
+
+    @property
+    def device(self) -> torch.device:
+        return self.members[0].device
+
+    @property
+    def action_low(self) -> torch.Tensor:
+        return self.members[0].action_low
+
+    @property
+    def action_high(self) -> torch.Tensor:
+        return self.members[0].action_high
+
+    def normalize_actions(self, a: torch.Tensor) -> torch.Tensor:
+        return self.members[0].normalize_actions(a)
+
+    def denormalize_actions(self, a: torch.Tensor) -> torch.Tensor:
+        return self.members[0].denormalize_actions(a)
+
+    def _split(self, s: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return s.split(self.member_dim, dim=-1)  # (..., K*D) -> K x (..., D)
+
+    def encode(self, obs: torch.Tensor) -> torch.Tensor:
+        return torch.cat([m.encode(obs) for m in self.members], -1)
+
+    def predict(self, s: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        return torch.cat([m.predict(s_m, a) for m, s_m in zip(self.members, self._split(s))], -1)
+
+    def rollout(self, s0: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        return torch.cat([m.rollout(s_m, actions) for m, s_m in zip(self.members, self._split(s0))], -1)
+
+    def open_loop(self, z: torch.Tensor, actions: torch.Tensor) -> Iterator[torch.Tensor]:
+        for preds in zip(*(m.open_loop(z_m, actions) for m, z_m in zip(self.members, self._split(z)))):
+            yield torch.cat(preds, -1)
+
+    def forward(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        zs, losses = zip(*(m(obs, actions) for m in self.members))
+        return torch.cat(zs, -1), torch.stack(losses).sum()

@@ -4,9 +4,10 @@ The loop itself is train.py's (the driver). Everything here takes plain Python v
   TrainConfig     the `train:` section, validated, with the learning-rate schedule
   dataset_path    where an env's `data:` section lives on disk, collected once (by rank 0) if missing
   open_dataset    a dataset checked to have been collected with the env config being trained
-  init_model      a fresh JEPA for the dataset's shapes, normalised by its statistics
+  init_model      a fresh JEPA (or ensemble) for the dataset's shapes, normalised by its statistics
   Episodes        the whole dataset in memory; batches are a function of (seed, step) alone (exact resume)
-  train_step      one update: prediction loss + regulariser on the GLOBAL batch of latents, clip, AdamW
+  train_step      one update: prediction loss + regulariser on the GLOBAL batch of latents, clip, AdamW (an
+                  ensemble's members each regularised and clipped on their own)
   train_scalars   a step's train/ numbers for TensorBoard
   global_batch    all_gather with a gradient that sums every rank's contribution (N ranks = one process)
   init_process_group  this process's device, in the DDP process group under torchrun
@@ -31,7 +32,7 @@ import torch.distributed as dist
 from envs import EnvConfig, env_class
 from envs.data import Dataset, collect
 from worldmodels.checkpoint import read_checkpoint
-from worldmodels.model import JEPA, ModelConfig
+from worldmodels.model import JEPA, Ensemble, ModelConfig, build_model
 from worldmodels import provenance
 from worldmodels.provenance import config_change
 from worldmodels.regularizers import REGULARIZERS, latent_health, regularizer
@@ -124,12 +125,12 @@ def open_dataset(path: str | Path, env_cfg: EnvConfig, key: str = "data.path") -
 
 
 def init_model(dataset: Dataset, episodes: Episodes, obs_type: str, model: dict, action_low, action_high,
-               seed: int) -> JEPA:
-    """A fresh JEPA (weights drawn from `seed`) for the dataset's shapes and `model` (the `model:` section),
-    normalised by the episodes' action statistics, the training frames' statistics and the env's native action
-    bounds (A,)."""
+               seed: int) -> JEPA | Ensemble:
+    """A fresh JEPA or ensemble (weights drawn from `seed`) for the dataset's shapes and `model` (the `model:`
+    section), normalised by the episodes' action statistics, the training frames' statistics and the env's native
+    action bounds (A,)."""
     torch.manual_seed(seed)
-    jepa = JEPA(ModelConfig(obs_type=obs_type, obs_shape=dataset.meta["obs_shape"],
+    jepa = build_model(ModelConfig(obs_type=obs_type, obs_shape=dataset.meta["obs_shape"],
                             action_dim=dataset.meta["action_dim"], **model))
     jepa.set_normalization(*episodes.action_stats(), action_low, action_high, *episodes.obs_stats())
     return jepa
@@ -234,22 +235,28 @@ def init_process_group(device: torch.device, world: int) -> torch.device:
 
 
 # ---- the step ---------------------------------------------------------------------------------------------------
-def train_step(trainer, model: JEPA, optimizer, tc: TrainConfig, obs, actions, seed: int, step: int):
+def train_step(trainer, model: JEPA | Ensemble, optimizer, tc: TrainConfig, obs, actions, seed: int, step: int):
     """One update on this rank's batch: obs (b, k-1+L, ...) raw (`Episodes.batch`), actions (b, L-1, A) native.
     `trainer` is the model or its DDP wrapper. Returns the losses and the global batch of latents (global b*L, D)."""
     device = model.device
     obs, actions = obs.to(device), model.normalize_actions(actions.to(device))
-    z, pred_loss = trainer(obs, actions)
+    z, pred_loss = trainer(obs, actions)                       # an ensemble's: summed over its members
     z_all = global_batch(z.flatten(0, 1))
     projections = torch.Generator(device=device).manual_seed(
         int(np.random.SeedSequence([seed, step]).generate_state(1)[0]))
-    reg_loss = regularizer(tc.regularizer, z_all, tc.sigreg_projections, projections)
+    members = model.members
+    # each member's own latent is regularised (not the ensemble's K*D side by side, which would push the members
+    # to encode different things) and its own gradient clipped: member i trains as it would alone
+    reg_loss = sum(regularizer(tc.regularizer, z_member, tc.sigreg_projections, projections)
+                   for z_member in z_all.chunk(len(members), dim=-1))
     loss = pred_loss + tc.reg_weight * reg_loss
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+    for member in members:
+        torch.nn.utils.clip_grad_norm_(member.parameters(), tc.grad_clip)
     optimizer.step()
-    return loss, pred_loss, reg_loss, z_all
+    K = len(members)
+    return loss / K, pred_loss / K, reg_loss / K, z_all   # losses per member, comparable across ensemble sizes
 
 
 def train_scalars(loss, pred_loss, reg_loss, z_all: torch.Tensor, lr: float) -> dict[str, float]:
@@ -270,14 +277,14 @@ def check_resume(saved: dict, config: dict) -> None:
                             f"a resumed run must keep its config")
 
 
-def checkpoint_meta(env_cfg: EnvConfig, config: dict, model: JEPA, dataset: Dataset, episodes: Episodes, world: int,
-                    metrics: dict, commit: str | None, extra=()) -> dict:
+def checkpoint_meta(env_cfg: EnvConfig, config: dict, model: JEPA | Ensemble, dataset: Dataset, episodes: Episodes,
+                    world: int, metrics: dict, commit: str | None, extra=()) -> dict:
     """What a checkpoint records beside the weights: the env and resolved `config`, provenance (`commit`: the git
     commit when the run started, `provenance.git_commit`), the action normalisation, the data (with each `extra`
     dataset's size and the policy that made it), the DDP world size and the `metrics` so far (train.py adds the step
     and the seconds of training steps at each save)."""
     return {"env": asdict(env_cfg), "config": config, "seed": config["seed"], "git_commit": commit,
-            "action_mean": model.action_mean.tolist(), "action_std": model.action_std.tolist(),
+            "action_mean": model.members[0].action_mean.tolist(), "action_std": model.members[0].action_std.tolist(),
             "data": {"path": config["data"]["path"], "episodes": len(dataset),
                      "episode_len": dataset.meta["episode_len"], "train_episodes": episodes.n_train,
                      "transitions": episodes.n_train * episodes.episode_len,
@@ -286,12 +293,13 @@ def checkpoint_meta(env_cfg: EnvConfig, config: dict, model: JEPA, dataset: Data
             "versions": provenance.versions(), "world_size": world, "metrics": metrics}
 
 
-def restore(path: Path, model: JEPA, optimizer, config: dict) -> tuple[int, dict, float]:
+def restore(path: Path, model: JEPA | Ensemble, optimizer, config: dict) -> tuple[int, dict, float]:
     """Loads the checkpoint at `path` into a fresh `model` and its `optimizer` for a resumed run with the resolved
     `config` (checked to be the checkpoint's, `check_resume`). Returns (step, metrics, seconds of training steps)
     to continue from."""
     saved = read_checkpoint(path)
     saved["meta"]["config"]["model"].setdefault("history", 1)  # runs from before frame history had k = 1
+    saved["meta"]["config"]["model"].setdefault("ensemble", 1)  # and before ensembles, one model
     check_resume(saved["meta"]["config"], config)
     model.load_state_dict(saved["model"])
     optimizer.load_state_dict(saved["training"]["optimizer"])

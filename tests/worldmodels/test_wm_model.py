@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 import torch
 
-from worldmodels import JEPA, CheckpointError, ModelConfig, ModelError, latent_health, load_checkpoint, sigreg, vicreg
+from worldmodels import (JEPA, CheckpointError, Ensemble, ModelConfig, ModelError, build_model, latent_health,
+                         load_checkpoint, save_checkpoint, sigreg, vicreg)
 from worldmodels.checkpoint import PRETRAINED
 from worldmodels.model import episode_windows, frame_windows
 
@@ -229,3 +230,49 @@ def test_k1_latents_of_shipped_checkpoints_are_bit_identical_to_the_code_before_
         assert torch.equal(model.encode(obs[:, None]), before)              # a window of one frame
         z, _ = model(obs.view(2, 3, *shape), torch.zeros(2, 2, model.action_dim))
         assert torch.equal(z, before.view(2, 3, -1))                        # training encodes the same
+
+
+def ensemble_model(K: int, latent_dim=8, seed=0):
+    torch.manual_seed(seed)
+    model = build_model(ModelConfig("state", (OBS_DIM,), A, latent_dim=latent_dim, hidden=32, action_embed=8,
+                                    predictor_hidden=32, ensemble=K))
+    model.set_normalization(np.zeros(A), np.ones(A), -np.ones(A), np.ones(A), np.zeros(OBS_DIM), np.ones(OBS_DIM))
+    return model
+
+
+def test_an_ensemble_plans_with_its_members_latents_side_by_side():
+    model, single = ensemble_model(3), state_model()
+    assert isinstance(model, Ensemble) and model.latent_dim == 24 and len(model.members) == 3
+    # member 0 is the single model of the same seed; the others are initialised differently
+    for k, v in single.state_dict().items():
+        assert torch.equal(model.members[0].state_dict()[k], v), k
+    assert not torch.equal(model.members[1].encoder.net[0].weight, model.members[0].encoder.net[0].weight)
+    obs, actions = linear_episodes(n=4, T=5)
+    actions = actions * 0.5
+    with torch.no_grad():
+        z = model.encode(obs)                                                          # (4, 6, 24)
+        assert torch.equal(z, torch.cat([m.encode(obs) for m in model.members], -1))
+        s, a = z[:, 0], actions[:, 0]
+        assert torch.equal(model.predict(s, a), torch.cat([m.predict(s[:, 8 * i:8 * (i + 1)], a)
+                                                           for i, m in enumerate(model.members)], -1))
+        assert torch.allclose(model.rollout(s, actions)[:, 1], model.predict(model.predict(s, a), actions[:, 1]),
+                              atol=1e-5)
+        for k, pred in enumerate(model.open_loop(z[:, :-1], actions), 1):
+            assert pred.shape == (4, 6 - k, 24)
+            assert torch.allclose(pred[:, 0], model.rollout(z[:, 0], actions)[:, k - 1], atol=1e-5)
+        z_seq, loss = model(obs, actions)
+        assert torch.allclose(loss, sum(m(obs, actions)[1] for m in model.members))
+    assert torch.equal(model.action_low, model.members[0].action_low)
+    with pytest.raises(ModelError, match="model.ensemble=0: must be >= 1"):
+        ModelConfig("state", (OBS_DIM,), A, ensemble=0)
+    with pytest.raises(ModelError, match="build_model"):
+        JEPA(ModelConfig("state", (OBS_DIM,), A, ensemble=2))
+
+
+def test_an_ensemble_checkpoint_round_trips(tmp_path):
+    model = ensemble_model(2)
+    save_checkpoint(tmp_path / "m.pt", model, {"env": {"name": "wall", "obs_type": "state"}})
+    loaded, _ = load_checkpoint(tmp_path / "m.pt")
+    assert isinstance(loaded, Ensemble) and loaded.cfg == model.cfg
+    obs = linear_episodes(n=2, T=1)[0]
+    assert torch.equal(loaded.encode(obs), model.encode(obs))
