@@ -5,8 +5,10 @@
 Episodes are matched by their seed, trivial ones left out; the two runs must draw tasks the same way (the same
 `env` settings but the observation type and image size, which do not change the tasks), else a one-line error.
 Prints each run's successes with the 95 % Wilson interval, the tasks only A solved and only B solved with the
-exact McNemar p-value (is the difference more than the luck of these tasks?), and how many episodes ended at the
-same final distance and after the same number of steps (a re-run of the same run on the same versions and CPU
+exact McNemar p-value (is the difference more than the luck of these tasks?), in how many tasks each run ended nearer
+the goal (the env's task distance after the episode's last step; a success stops the episode under the threshold)
+with the exact sign-test p-value (ties left out; at low success rates this sees a difference that success counts
+are too few to show), and how many episodes ended at the same final distance and after the same number of steps (a re-run of the same run on the same versions and CPU
 kernel level matches on all of them; on another kernel level the last-bit differences of the float sums change the
 episodes: `versions` of both runs is printed).
 """
@@ -49,9 +51,12 @@ def compare(a: dict, b: dict) -> dict:
     n, succ_a, succ_b = len(pairs), sum(x["success"] for x, _ in pairs), sum(y["success"] for _, y in pairs)
     only_a = sum(x["success"] and not y["success"] for x, y in pairs)
     only_b = sum(y["success"] and not x["success"] for x, y in pairs)
+    nearer_a = sum(x["final_distance"] < y["final_distance"] for x, y in pairs)
+    nearer_b = sum(y["final_distance"] < x["final_distance"] for x, y in pairs)
     return {"tasks": n, "a": succ_a, "b": succ_b, "a_ci95": wilson(succ_a, n),
             "b_ci95": wilson(succ_b, n), "only_a": only_a, "only_b": only_b,
-            "p_mcnemar": mcnemar_exact(only_a, only_b),
+            "p_mcnemar": mcnemar_exact(only_a, only_b), "nearer_a": nearer_a, "nearer_b": nearer_b,
+            "p_nearer": mcnemar_exact(nearer_a, nearer_b),   # the same exact two-sided binomial test
             "same_final_distance": sum(x["final_distance"] == y["final_distance"] for x, y in pairs),
             "same_steps": sum(x["steps"] == y["steps"] for x, y in pairs)}
 
@@ -68,6 +73,8 @@ def main(argv: list[str]) -> None:
     print(f"tasks in both: {c['tasks']}")
     print(f"success A: {pct('a', c['a_ci95'])}   B: {pct('b', c['b_ci95'])}")
     print(f"solved only by A: {c['only_a']}, only by B: {c['only_b']}, exact McNemar p = {c['p_mcnemar']:.3g}")
+    print(f"ended nearer the goal: A in {c['nearer_a']}, B in {c['nearer_b']} (ties left out), exact sign test "
+          f"p = {c['p_nearer']:.3g}")
     print(f"same final distance: {c['same_final_distance']}/{c['tasks']}, same steps: {c['same_steps']}/{c['tasks']}")
 
 
