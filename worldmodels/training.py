@@ -131,7 +131,7 @@ def init_model(dataset: Dataset, episodes: Episodes, obs_type: str, model: dict,
     action bounds (A,)."""
     torch.manual_seed(seed)
     jepa = build_model(ModelConfig(obs_type=obs_type, obs_shape=dataset.meta["obs_shape"],
-                            action_dim=dataset.meta["action_dim"], **model))
+                                   action_dim=dataset.meta["action_dim"], **model))
     jepa.set_normalization(*episodes.action_stats(), action_low, action_high, *episodes.obs_stats())
     return jepa
 
@@ -237,7 +237,8 @@ def init_process_group(device: torch.device, world: int) -> torch.device:
 # ---- the step ---------------------------------------------------------------------------------------------------
 def train_step(trainer, model: JEPA | Ensemble, optimizer, tc: TrainConfig, obs, actions, seed: int, step: int):
     """One update on this rank's batch: obs (b, k-1+L, ...) raw (`Episodes.batch`), actions (b, L-1, A) native.
-    `trainer` is the model or its DDP wrapper. Returns the losses and the global batch of latents (global b*L, D)."""
+    `trainer` is the model or its DDP wrapper. Returns the losses (per member for an ensemble) and the global batch of
+    latents (global b*L, D; K*D for an ensemble of K)."""
     device = model.device
     obs, actions = obs.to(device), model.normalize_actions(actions.to(device))
     z, pred_loss = trainer(obs, actions)                       # an ensemble's: summed over its members
