@@ -8,9 +8,9 @@ Prints each run's successes with the 95 % Wilson interval, the tasks only A solv
 exact McNemar p-value (is the difference more than the luck of these tasks?), in how many tasks each run ended nearer
 the goal (the env's task distance after the episode's last step; a success stops the episode under the threshold)
 with the exact sign-test p-value (ties left out; at low success rates this sees a difference that success counts
-are too few to show), and how many episodes ended at the same final distance and after the same number of steps (a re-run of the same run on the same versions and CPU
-kernel level matches on all of them; on another kernel level the last-bit differences of the float sums change the
-episodes: `versions` of both runs is printed).
+are too few to show), and how many episodes ended at the same final distance and after the same number of steps
+(a re-run of the same run on the same versions and CPU kernel level matches on all of them; on another kernel level
+the last-bit differences of the float sums change the episodes: `versions` of both runs is printed).
 """
 from __future__ import annotations
 

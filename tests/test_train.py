@@ -197,7 +197,7 @@ def test_a_training_run_writes_an_hparams_entry_with_its_model_metrics(dataset, 
 
 def test_an_ensemble_trains_each_member_as_it_would_alone_and_evaluates(dataset, tmp_path):
     """model.ensemble=2: member 0 ends with exactly the single model's weights (same seed: same init, batches and
-    SIGReg directions; its own regulariser and gradient clip), member 1 differs; the train/ losses are per member;
+    SIGReg directions; its own regulariser and gradient clip), member 1 differs;
     the checkpoint loads as an Ensemble that evaluate.py plans with."""
     import evaluate
     from worldmodels import Ensemble
@@ -210,8 +210,6 @@ def test_an_ensemble_trains_each_member_as_it_would_alone_and_evaluates(dataset,
     for k, v in single.items():
         assert torch.equal(member0[k], v), k
     assert not torch.equal(member1["encoder.convs.0.weight"], single["encoder.convs.0.weight"])
-    one, two = (read_checkpoint(tmp_path / d / "model.pt")["meta"]["metrics"] for d in ("one", "two"))
-    assert two["train/pred_loss"] == pytest.approx(one["train/pred_loss"], rel=1.0)   # a mean, not a sum of 2
     model, meta = load_checkpoint(tmp_path / "two" / "model.pt")
     assert isinstance(model, Ensemble) and meta["config"]["model"]["ensemble"] == 2
     argv = [f"checkpoint={tmp_path / 'two' / 'model.pt'}", "env.image_size=16", f"logdir={tmp_path / 'eval'}",

@@ -8,7 +8,8 @@ import torch
 
 from envs import EnvConfig
 from envs.data import collect
-from worldmodels.training import Episodes, TrainConfig, TrainingError, check_resume, dataset_path, open_dataset
+from worldmodels.training import (Episodes, TrainConfig, TrainingError, check_resume, dataset_path, open_dataset,
+                                  train_step)
 
 CONFIG = dict(steps=10, batch_size=4, seq_len=3, lr=1e-3, warmup=2, weight_decay=0.0, grad_clip=1.0,
               regularizer="sigreg", reg_weight=0.1, sigreg_projections=8, eval_episodes=2, ckpt_every=5,
@@ -124,3 +125,22 @@ def test_the_data_cache_is_keyed_by_the_data_policy_revision(monkeypatch):
     assert dataset_path(ENV, spec, is_main=False) == before
     monkeypatch.setattr(WallEnv, "data_policy_revision", WallEnv.data_policy_revision + 1)
     assert dataset_path(ENV, spec, is_main=False) != before
+
+
+def test_an_ensembles_train_step_reports_losses_per_member():
+    """train/ losses are the members' mean, so curves of ensembles and single models compare; the gradient is the
+    sum's (each member's own)."""
+    from worldmodels import ModelConfig, build_model
+    tc = TrainConfig(**CONFIG)
+    torch.manual_seed(0)
+    model = build_model(ModelConfig("state", (6,), 4, latent_dim=8, hidden=16, action_embed=8, predictor_hidden=16,
+                                    ensemble=2))
+    model.set_normalization(np.zeros(4), np.ones(4), -np.ones(4), np.ones(4), np.zeros(6), np.ones(6))
+    obs, actions = torch.randn(4, 3, 6), torch.randn(4, 2, 4)
+    with torch.no_grad():
+        member_losses = [m(obs, actions)[1].item() for m in model.members]
+    optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr)
+    _, pred_loss, _, z_all = train_step(model, model, optimizer, tc, obs, actions, seed=0, step=0)
+    assert member_losses[0] != pytest.approx(member_losses[1])
+    assert pred_loss.item() == pytest.approx(sum(member_losses) / 2, rel=1e-6)
+    assert z_all.shape == (12, 16)
