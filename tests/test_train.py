@@ -101,23 +101,25 @@ def test_resume_after_a_kill_reaches_the_same_weights(dataset, tmp_path, monkeyp
         assert torch.equal(resumed[k], v), k
 
 
-def _ddp_worker(rank, port, dataset, logdir, out):
+def _ddp_worker(rank, port, dataset, logdir, out, overrides):
     os.environ.update(RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
                       MASTER_PORT=str(port))
     torch.set_num_threads(2)
-    model = train.run(config(dataset, logdir, "train.steps=3", "train.ckpt_every=3"))  # threads=1, the default
+    model = train.run(config(dataset, logdir, *overrides))  # threads=1, the default
     assert torch.get_num_threads() == 1  # each process sets its own
     torch.save(weights(model), Path(out) / f"rank{rank}.pt")
 
 
 @pytest.mark.slow  # several processes (or a server): the second CI step, `pytest -m slow`
-def test_ddp_two_processes_match_each_other_and_one_process(dataset, tmp_path):
+@pytest.mark.parametrize("ensemble", [1, 2])  # an ensemble's per-member regulariser and clip see the global batch too
+def test_ddp_two_processes_match_each_other_and_one_process(dataset, tmp_path, ensemble):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    mp.spawn(_ddp_worker, args=(port, str(dataset), str(tmp_path / "ddp"), str(tmp_path)), nprocs=2)
+    overrides = ("train.steps=3", "train.ckpt_every=3", f"model.ensemble={ensemble}")
+    mp.spawn(_ddp_worker, args=(port, str(dataset), str(tmp_path / "ddp"), str(tmp_path), overrides), nprocs=2)
     rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
-    single = weights(train.run(config(dataset, tmp_path / "single", "train.steps=3", "train.ckpt_every=3")))
+    single = weights(train.run(config(dataset, tmp_path / "single", *overrides)))
     for k in rank0:
         assert torch.equal(rank0[k], rank1[k]), k
         assert torch.allclose(rank0[k], single[k], atol=1e-5), k
