@@ -111,7 +111,7 @@ def _ddp_worker(rank, port, dataset, logdir, out, overrides):
 
 
 @pytest.mark.slow  # several processes (or a server): the second CI step, `pytest -m slow`
-@pytest.mark.parametrize("ensemble", [1, 2])  # an ensemble's per-member regulariser and clip see the global batch too
+@pytest.mark.parametrize("ensemble", [1, 2])  # per-member regulariser on the gathered batch, clip on averaged grads
 def test_ddp_two_processes_match_each_other_and_one_process(dataset, tmp_path, ensemble):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
