@@ -94,14 +94,6 @@ def check_task_steps(episode_len: int, budget: int) -> None:
                          f"task)")
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def run(cfg) -> Path:
     env_cfg = envs.env_config(OmegaConf.to_container(cfg.env, resolve=True))
     planner_cfg = OmegaConf.to_container(cfg.planner, resolve=True)
@@ -120,7 +112,7 @@ def run(cfg) -> Path:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     describe = {"name": "mpc", "checkpoint": provenance.repo_path(checkpoint), "checkpoint_sha256":
-                file_sha256(checkpoint), "checkpoint_commit": meta.get("git_commit"), "planner": planner_cfg,
+                provenance.file_sha256(checkpoint), "checkpoint_commit": meta.get("git_commit"), "planner": planner_cfg,
                 "mpc": {k: v for k, v in asdict(mpc).items() if k != "stop_on_success"}, "batch": cfg.batch,
                 "device": cfg.device, "git_commit": provenance.git_commit(), "versions": provenance.versions()}
     out = Path(cfg.out) if cfg.out else default_out(env_cfg, describe, cfg.seed, episode_len, cfg.episodes_per_shard)

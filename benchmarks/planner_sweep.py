@@ -183,11 +183,12 @@ def calibrate(model, pcfg: dict, h: int, start, goal, seconds: float | None) -> 
     return {**out, "iters": iters, "plan_s": plan_s}
 
 
-def budgets(cfg, logdir: Path, model, configs_, horizons, tasks) -> dict[str, dict]:
-    """'<planner>-H<h>' -> {sec_per_iter, iters, iters_warm}, from DIR/budgets.json when it has them (a resumed
-    sweep keeps its iteration counts), else timed now and added to it."""
+def budgets(cfg, logdir: Path, model, checkpoint_sha256: str, configs_, horizons, tasks) -> dict[str, dict]:
+    """'<planner>-H<h>' -> {sec_per_iter, iters, iters_warm}, from DIR/budgets.json when it has them for this
+    checkpoint (a resumed sweep keeps its iteration counts), else timed now and added to it."""
     path = logdir / "budgets.json"
-    settings = {"budget": cfg.budget, "time_per_plan": cfg.time_per_plan, "batch": cfg.batch, "calibration": 2}
+    settings = {"budget": cfg.budget, "time_per_plan": cfg.time_per_plan, "batch": cfg.batch, "calibration": 2,
+                "checkpoint_sha256": checkpoint_sha256}
     saved = json.loads(path.read_text()) if path.exists() else {}
     entries = saved.get("entries", {}) if saved.get("settings") == settings else {}
     missing = {name: pcfg for name, pcfg in configs_.items() if any(f"{name}-H{h}" not in entries for h in horizons)}
@@ -291,7 +292,7 @@ def markdown(res: dict) -> str:
     out = [f"# Planner benchmark: {res['env']}, {res['mode']}, budget={res['budget']}", "",
            f"Protocol: {res['protocol']}. {res['episodes']} episodes per cell, identical tasks for every planner; "
            f"trivial tasks (solved at reset) excluded: {sum(r['excluded_trivial'] for r in res['rows'])} in all.",
-           f"World model: `{res['checkpoint']}`. Times: wall clock of batched plan calls on up to {res['batch']} "
+           f"World model: `{res['checkpoint']}` (sha256 {res['checkpoint_sha256'][:12]}). Times: wall clock of batched plan calls on up to {res['batch']} "
            f"problems, 1 torch thread per process, {res['processes']} process(es); an episode's time to success is "
            f"its own planning time (each solve's seconds / the problems in it, summed).", "",
            "## Success % / median seconds to success (over successful episodes; - : none)", "",
@@ -380,8 +381,10 @@ def plot(res: dict, path: Path) -> None:
 
 
 # ---- entry point --------------------------------------------------------------------------------------------------
-def cell_keys(cfg, env_cfg, checkpoint, configs_, horizons, entries) -> dict[tuple[str, int], dict]:
-    """(planner, horizon) -> everything that determines the cell's results; a finished cell file must match it."""
+def cell_keys(cfg, env_cfg, checkpoint, checkpoint_sha256: str, configs_, horizons, entries) \
+        -> dict[tuple[str, int], dict]:
+    """(planner, horizon) -> everything that determines the cell's results; a finished cell file must match it
+    (the checkpoint by content: a model retrained to the same path makes other cells)."""
     keys = {}
     for h in horizons:
         for name in configs_:
@@ -389,7 +392,7 @@ def cell_keys(cfg, env_cfg, checkpoint, configs_, horizons, entries) -> dict[tup
                     "iters_warm": entries[f"{name}-H{h}"]["iters_warm"]}
             task_env = envs.env_config(env_cfg, goal_mode="trajectory", goal_steps=h * env_cfg.action_block)
             keys[name, h] = {"env": dataclasses.asdict(task_env), "checkpoint": provenance.repo_path(checkpoint),
-                             "seed": cfg.seed, "episodes": cfg.episodes, "batch": cfg.batch, "budget": cfg.budget,
+                             "checkpoint_sha256": checkpoint_sha256, "seed": cfg.seed, "episodes": cfg.episodes, "batch": cfg.batch, "budget": cfg.budget,
                              "planner": pcfg, "mpc": dataclasses.asdict(mpc_config(cfg, h))}
     return keys
 
@@ -411,14 +414,15 @@ def run(cfg, shard: sharding.Shard = sharding.Shard(), argv=()) -> dict | None:
     commit = provenance.git_commit()  # the code the cells run: an edit or commit mid-sweep must not relabel them
     configs_ = planner_configs(cfg)
     model, meta, checkpoint = load_world_model(env_cfg, cfg.checkpoint, cfg.device)
+    checkpoint_sha256 = provenance.file_sha256(checkpoint)
     torch.set_num_threads(1)  # times compare planners, so every process plans on one thread; scale with torchrun
     seeds = episode_seeds(cfg.seed, cfg.episodes)
     tasks = Tasks(env_cfg, seeds)
     if shard.main:
-        budgets(cfg, logdir, model, configs_, horizons, tasks)
+        budgets(cfg, logdir, model, checkpoint_sha256, configs_, horizons, tasks)
     shard.barrier()  # the other ranks read the budgets rank 0 wrote
     entries = json.loads((logdir / "budgets.json").read_text())["entries"]
-    keys = cell_keys(cfg, env_cfg, checkpoint, configs_, horizons, entries)
+    keys = cell_keys(cfg, env_cfg, checkpoint, checkpoint_sha256, configs_, horizons, entries)
     todo = unfinished(cfg, logdir, keys)
     if shard.main:
         print(f"{len(keys) - len(todo)} of {len(keys)} cells done in {logdir}; {len(todo)} to run on "
@@ -466,8 +470,8 @@ def write_results(cfg, logdir: Path, env_cfg, checkpoint, horizons, names, world
     commits = sorted({str(c["row"].get("git_commit", commit)) for c in cells.values()})
     launcher = f"torchrun --nproc_per_node={world} " if world > 1 else "python "
     results = {"env": env_cfg.name, "mode": cfg.mode, "budget": cfg.budget, "time_per_plan": cfg.time_per_plan,
-               "checkpoint": provenance.repo_path(checkpoint), "seed": cfg.seed, "episodes": cfg.episodes,
-               "batch": cfg.batch,
+               "checkpoint": provenance.repo_path(checkpoint), "checkpoint_sha256": provenance.file_sha256(checkpoint),
+               "seed": cfg.seed, "episodes": cfg.episodes, "batch": cfg.batch,
                "horizons": horizons, "planners": names, "processes": world,
                "protocol": PROTOCOL[cfg.mode].format(factor=cfg.mpc.budget_factor),
                "command": launcher + shlex.join(["-m", "benchmarks.planner_sweep", *argv]),

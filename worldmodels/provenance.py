@@ -2,6 +2,7 @@
 the package versions; and what a resumed run (train.py, evaluate.py) may change of the config it continues."""
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import platform
 import subprocess
@@ -65,3 +66,12 @@ def repo_path(path) -> str:
         return str(Path(path).resolve().relative_to(REPO))
     except ValueError:
         return str(path)
+
+
+def file_sha256(path) -> str:
+    """The file's content hash: what a result names with a checkpoint path, as the file at that path may change."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

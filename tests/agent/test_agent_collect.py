@@ -8,7 +8,7 @@ import envs
 import train
 from agent import collect
 from envs.data import Dataset
-from worldmodels import load_checkpoint
+from worldmodels import load_checkpoint, provenance
 
 ENV = envs.env_config("wall", obs_type="state", options={"door_y": 32.0, "door_width": 12.0})   # wall.yaml's
 SMALL = ["env=wall", "env.obs_type=state", "planner=cem", "planner.iters=2", "planner.iters_warm=1",
@@ -36,7 +36,7 @@ def test_mpc_episodes_replay_exactly_in_the_env_and_record_their_source(mpc_data
     assert arrays["obs"].dtype == np.float32 and arrays["states"].dtype == np.float64
     policy = data.meta["policy"]
     assert policy["name"] == "mpc" and policy["planner"]["name"] == "cem" and policy["mpc"]["budget"] == 3
-    assert policy["checkpoint_sha256"] == collect.file_sha256(checkpoint)
+    assert policy["checkpoint_sha256"] == provenance.file_sha256(checkpoint)
     env = envs.make(ENV)
     env.reset(seed=0)
     for i in range(3):   # the stored actions, executed from the stored start, give the stored states and obs

@@ -106,6 +106,21 @@ def test_changed_settings_in_a_used_logdir_are_refused(checkpoint, tmp_path, cap
     assert len(err) == 1 and "cem-H2-open_loop.json was made with other settings" in err[0]
 
 
+def test_a_checkpoint_changed_at_the_same_path_is_refused(tmp_path, capsys):
+    path = save_tiny_checkpoint(tmp_path / "wall.pt")
+    logdir = tmp_path / "run"
+    argv = [f"checkpoint={path}", f"logdir={logdir}", "planners=[cem]", "horizons=[2]", "episodes=2", "batch=2"]
+    assert bench.main(argv) == 0
+    results = json.loads((logdir / "results.json").read_text())
+    assert results["checkpoint_sha256"] == cells(logdir)["cem-H2-open_loop"]["key"]["checkpoint_sha256"] \
+        == provenance.file_sha256(path)
+    save_tiny_checkpoint(path, data=tmp_path / "other-data")  # other bytes at the same path: a retrained model
+    capsys.readouterr()
+    assert bench.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cem-H2-open_loop.json was made with other settings" in err[0]
+
+
 def test_mpc_mode_equal_time_and_a_variant(checkpoint, tmp_path):
     logdir = tmp_path / "mpc"
     argv = [f"checkpoint={checkpoint}", f"logdir={logdir}", "mode=mpc", "budget=equal_time", "time_per_plan=0.02",
