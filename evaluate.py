@@ -11,8 +11,8 @@ while `mpc.stop_on_success` ends episodes at success). Tasks solved at reset are
 The same seed and config give the same results.json apart from the timings (keys ending in `_s`).
 Every input is checked before anything is written; a bad one is a one-line error and exit code 2.
 TensorBoard gets each episode as it ends. Ctrl-C writes a partial results.json ("complete": false: the finished
-episodes and chunks) and exits 130; `resume=true` with the same logdir and config runs the chunks not finished
-and ends with an uninterrupted run's results.
+episodes and chunks) and exits 130; `resume=true` with the same logdir, config and model (checkpoint sha256) runs
+the chunks not finished and ends with an uninterrupted run's results.
 The pieces (loading the model, running and summarising episodes) are in agent/evaluation.py, the interrupted
 run's bookkeeping in agent/resume.py.
 """
@@ -60,10 +60,11 @@ def run(cfg, shard: sharding.Shard = sharding.Shard()) -> dict | None:
         raise AgentError("resume=true needs logdir=DIR, the directory of the interrupted run")
     model, meta, checkpoint = load_world_model(env_cfg, cfg.checkpoint, cfg.device)
     commit = provenance.git_commit()  # the code this run executes: taken before it starts, not when it writes
+    model_sha256 = provenance.file_sha256(checkpoint)  # likewise the model it plans with
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     logdir = Path(cfg.logdir or f"runs/eval/{env_cfg.name}-{cfg.planner.name}-{stamp}")
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    progress = Progress(logdir, resolved, cfg.resume, cfg.episodes, cfg.batch)  # the interrupted run it continues
+    progress = Progress(logdir, resolved, model_sha256, cfg.resume, cfg.episodes, cfg.batch)  # the run it continues
 
     # ---- run: episodes are logged as they end; Ctrl-C keeps the finished ones -------------------------------
     if cfg.threads:
@@ -99,7 +100,8 @@ def run(cfg, shard: sharding.Shard = sharding.Shard()) -> dict | None:
                 raise
             bar.close()
             path = logdir / "results.json"
-            write_json(path, results_json(resolved, env_cfg.name, checkpoint, commit, *progress.partial()))
+            write_json(path, results_json(resolved, env_cfg.name, checkpoint, model_sha256, commit,
+                                          *progress.partial()))
             logger.close()
             raise configs.Interrupted(f"interrupted after {len(progress.rows)} of {cfg.episodes} episodes; partial "
                                       f"results in {path}; continue with resume=true logdir={logdir}") from None
@@ -107,8 +109,8 @@ def run(cfg, shard: sharding.Shard = sharding.Shard()) -> dict | None:
         return None
 
     # ---- write: TensorBoard's eval/ numbers and HParams, results.json, a summary table -----------------------
-    results = results_json(resolved, env_cfg.name, checkpoint, commit, [progress.rows[i] for i in range(cfg.episodes)],
-                           progress.records(ran[1]))
+    results = results_json(resolved, env_cfg.name, checkpoint, model_sha256, commit,
+                           [progress.rows[i] for i in range(cfg.episodes)], progress.records(ran[1]))
     summary = {k: results[k] for k in EVAL_SCALARS}
     hparams = {"env": env_cfg.name, "planner": cfg.planner.name, "checkpoint": str(checkpoint), "seed": cfg.seed,
                "episodes": cfg.episodes, **{f"mpc.{k}": v for k, v in resolved["mpc"].items()},

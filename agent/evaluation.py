@@ -210,15 +210,15 @@ def summarize(episodes: list[dict], records: list[PlanRecord]) -> dict:
             "nonfinite_plans": sum(e["nonfinite_plans"] for e in episodes)}
 
 
-def results_json(config: dict, env: str, checkpoint: Path, commit: str | None, rows: list[dict], records: list,
-                 chunk_calls: dict[int, list] | None = None) -> dict:
+def results_json(config: dict, env: str, checkpoint: Path, checkpoint_sha256: str, commit: str | None,
+                 rows: list[dict], records: list, chunk_calls: dict[int, list] | None = None) -> dict:
     """evaluate.py's results.json: the summary of `rows` (`Episode.summary()` rows with index and distances) and
-    `records`, the rows, the resolved `config` and provenance (`commit`: the git commit when the run started, so
-    editing or committing files while it runs does not change what it records). With `chunk_calls` ({chunk: plan
-    calls}) it is an interrupted run's (complete: false) and lists the finished chunks, which a resume skips
-    (agent/resume.py)."""
+    `records`, the rows, the resolved `config` and provenance (`commit` and `checkpoint_sha256`: the git commit and
+    the checkpoint's content when the run started, so editing or committing files while it runs does not change
+    what it records). With `chunk_calls` ({chunk: plan calls}) it is an interrupted run's (complete: false) and
+    lists the finished chunks, which a resume skips and checks the checkpoint against (agent/resume.py)."""
     out = {"env": env, "planner": config["planner"]["name"], "checkpoint": provenance.repo_path(checkpoint),
-           "seed": config["seed"],
+           "checkpoint_sha256": checkpoint_sha256, "seed": config["seed"],
            "complete": chunk_calls is None, **summarize(rows, records),
            "protocol": "success: goal reached after any env step within mpc.budget; success_final: the last state",
            "per_episode": rows, "config": config, "versions": provenance.versions(),

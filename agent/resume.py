@@ -16,11 +16,12 @@ from agent.mpc import AgentError, Episode, PlanRecord
 from worldmodels.provenance import config_change
 
 
-def interrupted_run(logdir: Path, config: dict, resume: bool) -> tuple[dict[int, dict], dict[int, list]]:
+def interrupted_run(logdir: Path, config: dict, checkpoint_sha256: str, resume: bool) \
+        -> tuple[dict[int, dict], dict[int, list]]:
     """(per-episode rows by index, {chunk: its plan calls as [seconds, iters]} of the finished chunks) of the
     interrupted run in `logdir` that `resume=true` continues; empty for a fresh logdir. A finished run, an
-    interrupted one without resume=true, or a config that differs in more than `provenance.RESUME_MAY_CHANGE` is an
-    error."""
+    interrupted one without resume=true, a config that differs in more than `provenance.RESUME_MAY_CHANGE`, or a
+    checkpoint whose content differs (a model retrained to the same path) is an error."""
     path = logdir / "results.json"
     if not path.exists():
         if resume:
@@ -37,6 +38,10 @@ def interrupted_run(logdir: Path, config: dict, resume: bool) -> tuple[dict[int,
         k, was, now = change
         raise AgentError(f"resume: {k}={now!r} differs from the interrupted run's {was!r}; a resumed run must keep "
                          f"its config")
+    if old.get("checkpoint_sha256") != checkpoint_sha256:
+        raise AgentError(f"resume: the checkpoint {old.get('checkpoint')!r} has changed since the interrupted run "
+                         f"(sha256 {checkpoint_sha256[:12]}, was {str(old.get('checkpoint_sha256'))[:12]}); a resumed "
+                         f"run must plan with the same model")
     return ({r["index"]: r for r in old["per_episode"]},
             {c["chunk"]: c["plan_calls"] for c in old["finished_chunks"]})
 
@@ -51,8 +56,8 @@ class Progress:
     live: this process's plan records; todo: the episodes this run has to run.
     """
 
-    def __init__(self, logdir: Path, config: dict, resume: bool, episodes: int, batch: int):
-        self.stored, self.chunk_calls = interrupted_run(logdir, config, resume)
+    def __init__(self, logdir: Path, config: dict, checkpoint_sha256: str, resume: bool, episodes: int, batch: int):
+        self.stored, self.chunk_calls = interrupted_run(logdir, config, checkpoint_sha256, resume)
         self.skip = frozenset(self.chunk_calls)
         self.rows = {i: row for i, row in self.stored.items() if i // batch in self.skip}  # a cut chunk runs again
         self.todo = sum(min(c + batch, episodes) - c for k, c in enumerate(range(0, episodes, batch))

@@ -33,7 +33,8 @@ benchmarks/results (where committed results live) is refused while tracked files
 uncommitted changes, unless allow_dirty=true, which is recorded. Paths in results are relative to the repo.
 
 Outputs in DIR: cells/<planner>-H<h>-<mode>.json (one per finished cell, written atomically; a rerun with the same
-arguments skips them), budgets.json (timings and iteration counts, reused on rerun), results.json, results.md
+arguments and checkpoint content (sha256) skips them, one with another model at that path is refused), budgets.json
+(timings and iteration counts, reused on rerun with the same model), results.json, results.md
 (the paper's layout), results.png, and TensorBoard runs tb/<cell> with HParams
 (`.venv/bin/tensorboard --logdir DIR/tb`; not committed: .gitignore leaves out benchmarks/results/*/tb/).
 """

@@ -1,6 +1,7 @@
 import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from configs import main
 from conftest import save_tiny_checkpoint
 from envs import env_config
 from envs.data import collect
+from worldmodels import provenance
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = ["episodes=3", "batch=2", "log_videos=1", "mpc.horizon=4", "mpc.budget=3", "planner.iters=8",
@@ -57,7 +59,8 @@ def test_results_json_schema_and_event_file(checkpoints, tmp_path, capsys):
     res = results_of(logdir)
     assert {"env", "planner", "checkpoint", "seed", "episodes", "success_rate", "successes", "success_final_rate",
             "excluded_trivial", "median_time_to_success_s", "mean_plan_time_s", "per_episode", "config",
-            "versions", "git_commit"} <= set(res)
+            "versions", "git_commit", "checkpoint_sha256"} <= set(res)
+    assert res["checkpoint_sha256"] == provenance.file_sha256(checkpoints["pixels"])
     assert (res["env"], res["planner"], res["episodes"], res["seed"]) == ("wall", "grasp", 3, 0)
     counted = [e for e in res["per_episode"] if not e["trivial"]]
     assert len(res["per_episode"]) == 3 and res["success_rate"] == res["successes"] / len(counted)
@@ -191,7 +194,9 @@ def interrupted_after(n: int, monkeypatch):
 
 def test_ctrl_c_keeps_finished_episodes_and_resume_ends_as_an_uninterrupted_run(checkpoints, tmp_path, monkeypatch,
                                                                                 capsys):
-    argv = [f"checkpoint={checkpoints['state']}", "env.obs_type=state", "log_videos=0", *FAST, "episodes=5"]
+    model = tmp_path / "model.pt"
+    shutil.copyfile(checkpoints["state"], model)
+    argv = [f"checkpoint={model}", "env.obs_type=state", "log_videos=0", *FAST, "episodes=5"]
     assert evaluate_in_process([*argv, f"logdir={tmp_path / 'whole'}"]) == 0
     whole = results_of(tmp_path / "whole")
     logdir = tmp_path / "cut"
@@ -210,6 +215,11 @@ def test_ctrl_c_keeps_finished_episodes_and_resume_ends_as_an_uninterrupted_run(
     assert evaluate_in_process([*argv, f"logdir={logdir}", "resume=true", "seed=3"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "seed=3" in err[0]
+    save_tiny_checkpoint(model, "state", tmp_path / "other-data")  # another model retrained to the same path
+    assert evaluate_in_process([*argv, f"logdir={logdir}", "resume=true"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "has changed since the interrupted run" in err[0]
+    shutil.copyfile(checkpoints["state"], model)
     assert evaluate_in_process([*argv, f"logdir={logdir}", "resume=true", "threads=2"]) == 0
     resumed = results_of(logdir)
     assert resumed["complete"] is True and "finished_chunks" not in resumed
