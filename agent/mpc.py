@@ -32,7 +32,8 @@ class MPCConfig:
 
     horizon: planner steps per plan (>= 1).
     budget: env steps an episode may use (>= 1); success is checked after every one of them.
-    replan_every: planner steps executed from each plan before replanning, 1..horizon (1 = classic MPC).
+    replan_every: planner steps executed from each plan before replanning, 1..horizon (1 = classic MPC; horizon =
+        each plan executed whole, which leaves nothing to warm-start from: every solve is cold).
     warm_start: start each replan from the previous plan shifted by the executed steps (False: cold restarts).
     stop_on_success: end an episode at its first success (True, the LeWM protocol). False runs every episode for
         the full budget, so `success_final` scores the last state as DINO-WM does; with True it equals `success`.
@@ -192,7 +193,7 @@ class MPCAgent:
             rows = np.flatnonzero(~done)
             start = self.encode(window[rows])  # (b, D)
             warm = None
-            if cfg.warm_start and prev is not None:
+            if cfg.warm_start and prev is not None and executed < cfg.horizon:  # a plan executed whole leaves none
                 keep = torch.as_tensor(np.searchsorted(prev_rows, rows))
                 warm = shift_plan(select_rows(prev, keep), executed, start, goal[rows],
                                   model if self.resync_states else None)

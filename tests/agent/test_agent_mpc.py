@@ -135,6 +135,21 @@ def test_cold_restarts_use_full_iterations_and_no_warm_start():
     assert seen and all(w is None for w in seen) and all(s.iters == 60 and not s.warm for s in solves)
 
 
+def test_a_plan_executed_whole_leaves_no_warm_start():
+    seen = []
+
+    class Spy:
+        def plan(self, model, start, goal, horizon, warm_start=None, generator=None):
+            seen.append(warm_start)
+            return planner.plan(model, start, goal, horizon, warm_start=warm_start, generator=generator)
+
+    planner = grasp()
+    agent = MPCAgent(PointModel(), Spy(), MPCConfig(horizon=2, budget=6, replan_every=2, stop_on_success=False))
+    episodes, solves = agent.run(PointBatch(2), [11, 12])
+    assert len(solves) == 3 and all(w is None for w in seen) and all(s.iters == 60 and not s.warm for s in solves)
+    assert all(e.steps == 6 for e in episodes)
+
+
 class FixedPlanner:
     """Returns the same plan for every problem: native action `native` (normalised: x2) at every step, `cost`, and
     `nonfinite` set; records the planner noise it draws from the agent's generator."""
