@@ -121,7 +121,8 @@ def test_success_any_step_vs_final_budget_and_trivial_accounting():
     assert episodes[2].steps == 4 and episodes[2].success
 
 
-def test_cold_restarts_use_full_iterations_and_no_warm_start():
+def run_with_warm_starts_seen(cfg: MPCConfig):
+    """(episodes, solves, the warm_start each solve got) of two point episodes planned by a short GRASP."""
     seen = []
 
     class Spy:
@@ -130,22 +131,18 @@ def test_cold_restarts_use_full_iterations_and_no_warm_start():
             return planner.plan(model, start, goal, horizon, warm_start=warm_start, generator=generator)
 
     planner = grasp()
-    agent = MPCAgent(PointModel(), Spy(), MPCConfig(horizon=5, budget=3, warm_start=False))
-    episodes, solves = agent.run(PointBatch(2), [11, 12])
+    episodes, solves = MPCAgent(PointModel(), Spy(), cfg).run(PointBatch(2), [11, 12])
+    return episodes, solves, seen
+
+
+def test_cold_restarts_use_full_iterations_and_no_warm_start():
+    _, solves, seen = run_with_warm_starts_seen(MPCConfig(horizon=5, budget=3, warm_start=False))
     assert seen and all(w is None for w in seen) and all(s.iters == 60 and not s.warm for s in solves)
 
 
 def test_a_plan_executed_whole_leaves_no_warm_start():
-    seen = []
-
-    class Spy:
-        def plan(self, model, start, goal, horizon, warm_start=None, generator=None):
-            seen.append(warm_start)
-            return planner.plan(model, start, goal, horizon, warm_start=warm_start, generator=generator)
-
-    planner = grasp()
-    agent = MPCAgent(PointModel(), Spy(), MPCConfig(horizon=2, budget=6, replan_every=2, stop_on_success=False))
-    episodes, solves = agent.run(PointBatch(2), [11, 12])
+    cfg = MPCConfig(horizon=2, budget=6, replan_every=2, stop_on_success=False)
+    episodes, solves, seen = run_with_warm_starts_seen(cfg)
     assert len(solves) == 3 and all(w is None for w in seen) and all(s.iters == 60 and not s.warm for s in solves)
     assert all(e.steps == 6 for e in episodes)
 
