@@ -111,8 +111,9 @@ def run(cfg) -> Path:
     check_task_steps(episode_len, mpc.budget)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    describe = {"name": "mpc", "checkpoint": provenance.repo_path(checkpoint), "checkpoint_sha256":
-                provenance.file_sha256(checkpoint), "checkpoint_commit": meta.get("git_commit"), "planner": planner_cfg,
+    describe = {"name": "mpc", "checkpoint": provenance.repo_path(checkpoint),
+                "checkpoint_sha256": provenance.file_sha256(checkpoint), "checkpoint_commit": meta.get("git_commit"),
+                "planner": planner_cfg,
                 "mpc": {k: v for k, v in asdict(mpc).items() if k != "stop_on_success"}, "batch": cfg.batch,
                 "device": cfg.device, "git_commit": provenance.git_commit(), "versions": provenance.versions()}
     out = Path(cfg.out) if cfg.out else default_out(env_cfg, describe, cfg.seed, episode_len, cfg.episodes_per_shard)

@@ -293,9 +293,10 @@ def markdown(res: dict) -> str:
     out = [f"# Planner benchmark: {res['env']}, {res['mode']}, budget={res['budget']}", "",
            f"Protocol: {res['protocol']}. {res['episodes']} episodes per cell, identical tasks for every planner; "
            f"trivial tasks (solved at reset) excluded: {sum(r['excluded_trivial'] for r in res['rows'])} in all.",
-           f"World model: `{res['checkpoint']}` (sha256 {res['checkpoint_sha256'][:12]}). Times: wall clock of batched plan calls on up to {res['batch']} "
-           f"problems, 1 torch thread per process, {res['processes']} process(es); an episode's time to success is "
-           f"its own planning time (each solve's seconds / the problems in it, summed).", "",
+           f"World model: `{res['checkpoint']}` (sha256 {res['checkpoint_sha256'][:12]}). Times: wall clock of batched "
+           f"plan calls on up to {res['batch']} problems, 1 torch thread per process, {res['processes']} process(es); "
+           f"an episode's time to success is its own planning time (each solve's seconds / the problems in it, "
+           f"summed).", "",
            "## Success % / median seconds to success (over successful episodes; - : none)", "",
            *table(lambda r: f"{pct(r['success_rate'])} / {fmt(r['median_time_to_success_s'], '.2f')}"), "",
            "## 95% Wilson interval of success (%)", "", *table(lambda r: ci(r["success_ci95"])), ""]
@@ -393,7 +394,8 @@ def cell_keys(cfg, env_cfg, checkpoint, checkpoint_sha256: str, configs_, horizo
                     "iters_warm": entries[f"{name}-H{h}"]["iters_warm"]}
             task_env = envs.env_config(env_cfg, goal_mode="trajectory", goal_steps=h * env_cfg.action_block)
             keys[name, h] = {"env": dataclasses.asdict(task_env), "checkpoint": provenance.repo_path(checkpoint),
-                             "checkpoint_sha256": checkpoint_sha256, "seed": cfg.seed, "episodes": cfg.episodes, "batch": cfg.batch, "budget": cfg.budget,
+                             "checkpoint_sha256": checkpoint_sha256, "seed": cfg.seed, "episodes": cfg.episodes,
+                             "batch": cfg.batch, "budget": cfg.budget,
                              "planner": pcfg, "mpc": dataclasses.asdict(mpc_config(cfg, h))}
     return keys
 
@@ -458,11 +460,13 @@ def run(cfg, shard: sharding.Shard = sharding.Shard(), argv=()) -> dict | None:
     for batch in batches.values():
         batch.close()
     tasks.close()
-    return write_results(cfg, logdir, env_cfg, checkpoint, horizons, list(configs_), shard.world, argv, commit) \
+    return write_results(cfg, logdir, env_cfg, checkpoint, checkpoint_sha256, horizons, list(configs_), shard.world,
+                         argv, commit) \
         if shard.main else None
 
 
-def write_results(cfg, logdir: Path, env_cfg, checkpoint, horizons, names, world: int, argv, commit) -> dict:
+def write_results(cfg, logdir: Path, env_cfg, checkpoint, checkpoint_sha256: str, horizons, names, world: int, argv,
+                  commit) -> dict:
     """results.json, results.md and results.png of the finished cells; the table printed. `git_commit` is the
     commit the cells ran at (each cell records its own; those of a sweep resumed at other commits are all listed;
     a cell from before cells recorded one counts as this run's `commit`)."""
@@ -471,7 +475,7 @@ def write_results(cfg, logdir: Path, env_cfg, checkpoint, horizons, names, world
     commits = sorted({str(c["row"].get("git_commit", commit)) for c in cells.values()})
     launcher = f"torchrun --nproc_per_node={world} " if world > 1 else "python "
     results = {"env": env_cfg.name, "mode": cfg.mode, "budget": cfg.budget, "time_per_plan": cfg.time_per_plan,
-               "checkpoint": provenance.repo_path(checkpoint), "checkpoint_sha256": provenance.file_sha256(checkpoint),
+               "checkpoint": provenance.repo_path(checkpoint), "checkpoint_sha256": checkpoint_sha256,
                "seed": cfg.seed, "episodes": cfg.episodes, "batch": cfg.batch,
                "horizons": horizons, "planners": names, "processes": world,
                "protocol": PROTOCOL[cfg.mode].format(factor=cfg.mpc.budget_factor),
