@@ -19,7 +19,8 @@ def write_interrupted(logdir, config=CONFIG):
     """An interrupted run of 5 episodes in chunks of 2: chunk 0 finished, chunk 1 cut after episode 2."""
     logdir.mkdir()
     (logdir / "results.json").write_text(json.dumps({
-        "complete": False, "config": config, "checkpoint": "m.pt", "checkpoint_sha256": SHA, "per_episode": [row(0), row(1, False), row(2)],
+        "complete": False, "config": config, "checkpoint": "m.pt", "checkpoint_sha256": SHA,
+        "per_episode": [row(0), row(1, False), row(2)],
         "finished_chunks": [{"chunk": 0, "plan_calls": [[0.5, 10], [0.25, 4]]}]}))
 
 
