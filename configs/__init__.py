@@ -7,7 +7,10 @@
      `member_sections` lists the top-level sections it takes from members; the others are dropped (train.py
      takes an env file's `data`, `model` and `train`, evaluate.py its `env` and `mpc`), so a config holds only
      what its entry point uses and a key of another entry point's section is an unknown key.
-  3. Every other `a.b=value` must name a key that exists after composition; values are parsed as YAML
+  3. An env member's `planner_settings: {<planner name>: {key: value}}` section (kept by entry points that list it
+     in member_sections) is merged into `planner` when that planner is chosen: the planner's settings tuned for
+     that env, as the GRASP paper tunes per env. `--help` marks each such key with the file that set it.
+  4. Every other `a.b=value` must name a key that exists after composition; values are parsed as YAML
      (`episodes=10`, `planners=[grasp,cem]`, `checkpoint=null`). A value must keep the key's type
      (an int may stand for a float; a null key takes anything). `null` (or an empty value, `key=`) is accepted only
      by a key whose default is null or whose comment in the config file says what null means (`# null: ...`).
@@ -28,6 +31,7 @@ from typing import Callable, Sequence
 from omegaconf import DictConfig, OmegaConf
 
 CONFIG_DIR = Path(__file__).resolve().parent
+PLANNER_SETTINGS = "planner_settings"  # an env member's per-planner settings (see the module docstring)
 USAGE_EXIT, INTERRUPTED_EXIT = 2, 130  # 130 = 128 + SIGINT, what a shell reports for Ctrl-C
 
 
@@ -152,6 +156,19 @@ def _compose(entry: str, argv: Sequence[str], config_dir: Path):
         others = [_scan(config_dir / group / f"{m}.yaml")[0] for m in members(group, config_dir) if m != name]
         notes = {**{k: v for o in reversed(others) for k, v in o.items()}, **member_notes, **notes}
         flow |= member_flow
+    tuned = cfg.pop(PLANNER_SETTINGS, None) or {}
+    for name in tuned:
+        if name not in members("planner", config_dir):
+            raise ConfigError(f"env/{chosen['env']}.yaml: {PLANNER_SETTINGS}.{name} names no planner; choose "
+                              f"from: {', '.join(members('planner', config_dir))}")
+    if "planner" in cfg and cfg.planner.name in tuned:
+        settings = tuned[cfg.planner.name]
+        cfg.planner = OmegaConf.merge(cfg.planner, settings)
+        where = f"env/{chosen['env']}.yaml {PLANNER_SETTINGS}.{cfg.planner.name}"
+        env_notes = _scan(config_dir / "env" / f"{chosen['env']}.yaml")[0]
+        for key in settings:
+            own = env_notes.get(f"{PLANNER_SETTINGS}.{cfg.planner.name}.{key}")
+            notes[f"planner.{key}"] = f"[{where}] {own or notes.get(f'planner.{key}', '')}".rstrip()
     return cfg, chosen, (notes, flow), overrides
 
 

@@ -54,6 +54,31 @@ def test_bad_input_is_a_one_line_error_naming_value_and_choices(config_dir, argv
         assert word in message
 
 
+def test_an_env_tunes_the_chosen_planner_and_the_command_line_still_wins(config_dir, capsys):
+    (config_dir / "env" / "a.yaml").write_text(
+        "env: {name: a, size: 64}\nplanner_settings:\n  p:\n    iters: 50  # tuned on a\n")
+    (config_dir / "planner" / "q.yaml").write_text("planner: {name: q, iters: 300}\n")
+    assert load_config("run", [], config_dir).planner.iters == 50
+    assert "planner_settings" not in load_config("run", [], config_dir)
+    assert load_config("run", ["planner.iters=7"], config_dir).planner.iters == 7
+    assert load_config("run", ["planner=q"], config_dir).planner.iters == 300  # settings of another planner
+    assert load_config("run", ["env=b"], config_dir).planner.iters == 300  # another env
+    assert main(lambda cfg: None, "run", ["--help"], config_dir=config_dir) == 0
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.strip().startswith("planner.iters="))
+    assert line.split(None, 1)[1] == "[env/a.yaml planner_settings.p] tuned on a"
+    (config_dir / "env" / "a.yaml").write_text("env: {name: a}\nplanner_settings: {pp: {iters: 50}}\n")
+    with pytest.raises(ConfigError, match=r"planner_settings.pp names no planner; choose from: p, q$"):
+        load_config("run", [], config_dir)
+
+
+def test_the_entry_points_that_plan_take_an_envs_planner_settings_and_train_does_not():
+    assert load_config("evaluate", ["env=pusht"]).planner.sync_steps == 30  # pusht's tuned GRASP
+    assert load_config("evaluate", ["env=wall"]).planner.sync_steps == 10
+    assert load_config("evaluate", ["env=pusht", "planner=gd"]).planner == load_config("evaluate", ["planner=gd"]).planner
+    assert load_config("collect", ["env=pusht"]).planner.sync_steps == 30
+    assert "planner_settings" not in load_config("train", ["env=pusht"])
+
+
 def test_main_turns_user_errors_into_exit_2(config_dir, capsys):
     seen = []
     assert main(seen.append, "run", ["seed=3"], config_dir=config_dir) == 0 and seen[0].seed == 3
