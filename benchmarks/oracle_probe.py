@@ -71,6 +71,13 @@ def last_window(states: np.ndarray, k: int) -> np.ndarray:
     return np.concatenate([np.repeat(states[:1], max(0, k - len(states)), axis=0), states[-k:]])
 
 
+def planner_label(planner_cfg) -> str:
+    """The planner's name and every setting that differs from its configs/planner file: the env file's
+    planner_settings and the command line's planner.KEY=VALUE, so a row says what planned."""
+    own = OmegaConf.load(configs.CONFIG_DIR / "planner" / f"{planner_cfg.name}.yaml").planner
+    return " ".join([planner_cfg.name, *(f"{k}={v}" for k, v in planner_cfg.items() if own.get(k) != v)])
+
+
 def probe(env_name: str, checkpoint: str | None, planner_name: str, tasks: int, seed: int,
           overrides: tuple[str, ...] = ()) -> dict:
     cfg = configs.load_config("evaluate", [f"env={env_name}", f"planner={planner_name}", *overrides])
@@ -103,7 +110,7 @@ def probe(env_name: str, checkpoint: str | None, planner_name: str, tasks: int, 
                      "oracle_realised": oracle_realised.item(), "realised_err": realised_err.item(),
                      "oracle": replayed[:2], "plan": executed[:2]})
     env.close()
-    return {"rows": rows, "horizon": horizon}
+    return {"rows": rows, "horizon": horizon, "planner": planner_label(cfg.planner)}
 
 
 def summary(env_name: str, planner_name: str, result: dict) -> str:
@@ -135,13 +142,12 @@ def main(argv: list[str]) -> None:
         configs.load_config("evaluate", [f"env={names[0]}", f"planner={args['planner']}", *overrides])
     except configs.ConfigError as err:
         raise SystemExit(f"error: {err}") from None
-    label = " ".join([args["planner"], *(o for o in overrides if o.startswith("planner."))])
     env_overrides = [o for o in overrides if o.startswith("env.")]
     print(HEADER)
     for name in names:
         result = probe(name, args["checkpoint"] or None, args["planner"], int(args["tasks"]), int(args["seed"]),
                        overrides)
-        print(summary(" ".join([name, *env_overrides]), label, result), flush=True)
+        print(summary(" ".join([name, *env_overrides]), result["planner"], result), flush=True)
 
 
 if __name__ == "__main__":

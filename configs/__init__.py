@@ -157,15 +157,16 @@ def _compose(entry: str, argv: Sequence[str], config_dir: Path):
         notes = {**{k: v for o in reversed(others) for k, v in o.items()}, **member_notes, **notes}
         flow |= member_flow
     tuned = cfg.pop(PLANNER_SETTINGS, None) or {}
+    env_file = config_dir / "env" / f"{chosen.get('env')}.yaml"  # the member that carries them
     for name in tuned:
         if name not in members("planner", config_dir):
-            raise ConfigError(f"env/{chosen['env']}.yaml: {PLANNER_SETTINGS}.{name} names no planner; choose "
-                              f"from: {', '.join(members('planner', config_dir))}")
+            raise ConfigError(f"{env_file.relative_to(config_dir)}: {PLANNER_SETTINGS}.{name} names no planner; "
+                              f"choose from: {', '.join(members('planner', config_dir))}")
     if "planner" in cfg and cfg.planner.name in tuned:
         settings = tuned[cfg.planner.name]
         cfg.planner = OmegaConf.merge(cfg.planner, settings)
-        where = f"env/{chosen['env']}.yaml {PLANNER_SETTINGS}.{cfg.planner.name}"
-        env_notes = _scan(config_dir / "env" / f"{chosen['env']}.yaml")[0]
+        where = f"{env_file.relative_to(config_dir)} {PLANNER_SETTINGS}.{cfg.planner.name}"
+        env_notes = _scan(env_file)[0] if env_file.exists() else {}
         for key in settings:
             own = env_notes.get(f"{PLANNER_SETTINGS}.{cfg.planner.name}.{key}")
             notes[f"planner.{key}"] = f"[{where}] {own or notes.get(f'planner.{key}', '')}".rstrip()

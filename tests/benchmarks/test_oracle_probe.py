@@ -70,3 +70,12 @@ def test_planner_overrides_reach_the_config_loader_and_a_bad_key_is_one_line(cap
 def test_env_overrides_are_checked_too():
     with pytest.raises(SystemExit, match="env.obs_typ"):
         oracle_probe.main(["env=wall", "env.obs_typ=pixels", "tasks=1"])
+
+
+def test_a_rows_planner_names_every_setting_not_the_planner_files_own():
+    import configs
+    label = lambda *argv: oracle_probe.planner_label(configs.load_config("evaluate", list(argv)).planner)  # noqa: E731
+    assert label("env=wall") == "grasp"
+    assert label("env=pusht") == "grasp sync_steps=30 lr_sync=0.1"  # pusht's planner_settings
+    assert label("env=reacher", "planner.gamma=0.1") == "grasp"  # the command line undoes reacher's
+    assert label("env=wall", "planner=cem", "planner.samples=10") == "cem samples=10"
