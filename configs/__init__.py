@@ -164,8 +164,11 @@ def _compose(entry: str, argv: Sequence[str], config_dir: Path):
                               f"choose from: {', '.join(members('planner', config_dir))}")
     if "planner" in cfg and cfg.planner.name in tuned:
         settings = tuned[cfg.planner.name]
-        cfg.planner = OmegaConf.merge(cfg.planner, settings)
         where = f"{env_file.relative_to(config_dir)} {PLANNER_SETTINGS}.{cfg.planner.name}"
+        unknown = sorted(set(settings) - set(cfg.planner))
+        if unknown:
+            raise ConfigError(f"{where}: unknown key {unknown[0]!r}; valid keys: {', '.join(sorted(cfg.planner))}")
+        cfg.planner = OmegaConf.merge(cfg.planner, settings)
         env_notes = _scan(env_file)[0] if env_file.exists() else {}
         for key in settings:
             own = env_notes.get(f"{PLANNER_SETTINGS}.{cfg.planner.name}.{key}")

@@ -69,6 +69,10 @@ def test_an_env_tunes_the_chosen_planner_and_the_command_line_still_wins(config_
     (config_dir / "env" / "a.yaml").write_text("env: {name: a}\nplanner_settings: {pp: {iters: 50}}\n")
     with pytest.raises(ConfigError, match=r"planner_settings.pp names no planner; choose from: p, q$"):
         load_config("run", [], config_dir)
+    (config_dir / "env" / "a.yaml").write_text("env: {name: a}\nplanner_settings: {p: {iter: 50}}\n")
+    with pytest.raises(ConfigError, match=r"^env/a.yaml planner_settings.p: unknown key 'iter'; valid keys: iters, "
+                                          r"name$"):
+        load_config("run", [], config_dir)
 
 
 def test_the_entry_points_that_plan_take_an_envs_planner_settings_and_train_does_not():
