@@ -138,8 +138,9 @@ def main(argv: list[str]) -> None:
                      "env=NAME checkpoint=PATH planner=NAME planner.KEY=VALUE env.KEY=VALUE tasks=N seed=N")
     torch.set_num_threads(1)
     names = cli.env_names(args["env"]) if args["env"] else list(envs.ENVS)
-    try:
-        configs.load_config("evaluate", [f"env={names[0]}", f"planner={args['planner']}", *overrides])
+    try:  # every env's config (their planner_settings differ) before the first task runs
+        for name in names:
+            configs.load_config("evaluate", [f"env={name}", f"planner={args['planner']}", *overrides])
     except configs.ConfigError as err:
         raise SystemExit(f"error: {err}") from None
     env_overrides = [o for o in overrides if o.startswith("env.")]

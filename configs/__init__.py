@@ -5,11 +5,12 @@
   2. `group=name` picks `configs/<group>/<name>.yaml` instead of the default member. A member is merged at the
      root, so an env file can also set the `model`, `train` or `mpc` keys that suit that env. The entry file's
      `member_sections` lists the top-level sections it takes from members; the others are dropped (train.py
-     takes an env file's `data`, `model` and `train`, evaluate.py its `env` and `mpc`), so a config holds only
-     what its entry point uses and a key of another entry point's section is an unknown key.
+     takes an env file's `data`, `model` and `train`, evaluate.py its `env`, `mpc` and `planner_settings`), so a
+     config holds only what its entry point uses and a key of another entry point's section is an unknown key.
   3. An env member's `planner_settings: {<planner name>: {key: value}}` section (kept by entry points that list it
      in member_sections) is merged into `planner` when that planner is chosen: the planner's settings tuned for
-     that env, as the GRASP paper tunes per env. `--help` marks each such key with the file that set it.
+     that env, as the GRASP paper tunes per env. Each value is checked as a command-line value is, and `--help`
+     marks each such key with the file that set it.
   4. Every other `a.b=value` must name a key that exists after composition; values are parsed as YAML
      (`episodes=10`, `planners=[grasp,cem]`, `checkpoint=null`). A value must keep the key's type
      (an int may stand for a float; a null key takes anything). `null` (or an empty value, `key=`) is accepted only
@@ -142,6 +143,7 @@ def _compose(entry: str, argv: Sequence[str], config_dir: Path):
 
     notes, flow = _scan(base_path)
     cfg = base
+    tuned, tuned_file = None, None  # the env member's planner_settings and its file
     for group, name in chosen.items():
         if name not in members(group, config_dir):
             raise ConfigError(f"unknown {group} {name!r}; choose one of: {', '.join(members(group, config_dir))}")
@@ -149,6 +151,8 @@ def _compose(entry: str, argv: Sequence[str], config_dir: Path):
         member = _read(path)
         for section in [k for k in member if sections is not None and k not in sections]:
             member.pop(section)
+        if group == "env" and PLANNER_SETTINGS in member:
+            tuned, tuned_file = OmegaConf.to_container(member.pop(PLANNER_SETTINGS)), path
         cfg = OmegaConf.merge(cfg, member)
         member_notes, member_flow = _scan(path)
         # the entry file's comment wins, then the chosen member's; a key the member leaves undocumented takes the
@@ -156,24 +160,33 @@ def _compose(entry: str, argv: Sequence[str], config_dir: Path):
         others = [_scan(config_dir / group / f"{m}.yaml")[0] for m in members(group, config_dir) if m != name]
         notes = {**{k: v for o in reversed(others) for k, v in o.items()}, **member_notes, **notes}
         flow |= member_flow
-    tuned = cfg.pop(PLANNER_SETTINGS, None) or {}
-    env_file = config_dir / "env" / f"{chosen.get('env')}.yaml"  # the member that carries them
-    for name in tuned:
-        if name not in members("planner", config_dir):
-            raise ConfigError(f"{env_file.relative_to(config_dir)}: {PLANNER_SETTINGS}.{name} names no planner; "
-                              f"choose from: {', '.join(members('planner', config_dir))}")
-    if "planner" in cfg and cfg.planner.name in tuned:
-        settings = tuned[cfg.planner.name]
-        where = f"{env_file.relative_to(config_dir)} {PLANNER_SETTINGS}.{cfg.planner.name}"
-        unknown = sorted(set(settings) - set(cfg.planner))
-        if unknown:
-            raise ConfigError(f"{where}: unknown key {unknown[0]!r}; valid keys: {', '.join(sorted(cfg.planner))}")
-        cfg.planner = OmegaConf.merge(cfg.planner, settings)
-        env_notes = _scan(env_file)[0] if env_file.exists() else {}
-        for key in settings:
-            own = env_notes.get(f"{PLANNER_SETTINGS}.{cfg.planner.name}.{key}")
-            notes[f"planner.{key}"] = f"[{where}] {own or notes.get(f'planner.{key}', '')}".rstrip()
+    if tuned is not None:
+        _apply_planner_settings(cfg, tuned, tuned_file, notes, config_dir)
     return cfg, chosen, (notes, flow), overrides
+
+
+def _apply_planner_settings(cfg, tuned, path: Path, notes: dict[str, str], config_dir: Path) -> None:
+    """Merge the env file's settings for the chosen planner into cfg.planner, each key checked as a command-line
+    value would be; its --help comment names the file."""
+    known = members("planner", config_dir)
+    where = f"{path.relative_to(config_dir)} {PLANNER_SETTINGS}"
+    if not isinstance(tuned, dict) or not all(isinstance(v, dict) for v in tuned.values()):
+        raise ConfigError(f"{where}: expected a mapping of planner names to settings, e.g. {{grasp: {{gamma: 1.0}}}}")
+    for name in tuned:
+        if name not in known:
+            raise ConfigError(f"{where}.{name} names no planner; choose from: {', '.join(known)}")
+    if "planner" not in cfg or cfg.planner.name not in tuned:
+        return
+    where, settings, own_notes = f"{where}.{cfg.planner.name}", tuned[cfg.planner.name], _scan(path)[0]
+    for key, value in settings.items():
+        if key not in cfg.planner:
+            raise ConfigError(f"{where}: unknown key {key!r}; valid keys: {', '.join(sorted(cfg.planner))}")
+        old = cfg.planner[key]
+        _check_type(f"{where}.{key}", OmegaConf.to_container(old) if isinstance(old, DictConfig) else old, value,
+                    str(value), {f"{where}.{key}": notes.get(f"planner.{key}", "")})
+        own = own_notes.get(f"{PLANNER_SETTINGS}.{cfg.planner.name}.{key}")
+        notes[f"planner.{key}"] = f"[{where}] {own or notes.get(f'planner.{key}', '')}".rstrip()
+    cfg.planner = OmegaConf.merge(cfg.planner, settings)
 
 
 def load_config(entry: str, argv: Sequence[str] = (), config_dir: Path = CONFIG_DIR) -> DictConfig:

@@ -69,10 +69,13 @@ def test_an_env_tunes_the_chosen_planner_and_the_command_line_still_wins(config_
     (config_dir / "env" / "a.yaml").write_text("env: {name: a}\nplanner_settings: {pp: {iters: 50}}\n")
     with pytest.raises(ConfigError, match=r"planner_settings.pp names no planner; choose from: p, q$"):
         load_config("run", [], config_dir)
-    (config_dir / "env" / "a.yaml").write_text("env: {name: a}\nplanner_settings: {p: {iter: 50}}\n")
-    with pytest.raises(ConfigError, match=r"^env/a.yaml planner_settings.p: unknown key 'iter'; valid keys: iters, "
-                                          r"name$"):
-        load_config("run", [], config_dir)
+    for settings, message in (("{p: {iter: 50}}", "planner_settings.p: unknown key 'iter'; valid keys: iters, name"),
+                              ("{p: {iters: 0.5}}", "planner_settings.p.iters=0.5: expected a value of type int"),
+                              ("{p: null}", "planner_settings: expected a mapping of planner names to settings")):
+        (config_dir / "env" / "a.yaml").write_text(f"env: {{name: a}}\nplanner_settings: {settings}\n")
+        with pytest.raises(ConfigError, match=r"^env/a.yaml ") as err:
+            load_config("run", [], config_dir)
+        assert message in str(err.value) and "\n" not in str(err.value)
 
 
 def test_the_entry_points_that_plan_take_an_envs_planner_settings_and_train_does_not():
