@@ -178,12 +178,12 @@ def _apply_planner_settings(cfg, tuned, path: Path, notes: dict[str, str], confi
     if "planner" not in cfg or cfg.planner.name not in tuned:
         return
     where, settings, own_notes = f"{where}.{cfg.planner.name}", tuned[cfg.planner.name], _scan(path)[0]
+    planner = OmegaConf.to_container(cfg.planner)
     for key, value in settings.items():
-        if key not in cfg.planner:
-            raise ConfigError(f"{where}: unknown key {key!r}; valid keys: {', '.join(sorted(cfg.planner))}")
-        old = cfg.planner[key]
-        _check_type(f"{where}.{key}", OmegaConf.to_container(old) if isinstance(old, DictConfig) else old, value,
-                    str(value), {f"{where}.{key}": notes.get(f"planner.{key}", "")})
+        if key not in planner:
+            raise ConfigError(f"{where}: unknown key {key!r}; valid keys: {', '.join(sorted(planner))}")
+        _check_type(f"{where}.{key}", planner[key], value, str(value),
+                    {f"{where}.{key}": notes.get(f"planner.{key}", "")})
         own = own_notes.get(f"{PLANNER_SETTINGS}.{cfg.planner.name}.{key}")
         notes[f"planner.{key}"] = f"[{where}] {own or notes.get(f'planner.{key}', '')}".rstrip()
     cfg.planner = OmegaConf.merge(cfg.planner, settings)
