@@ -106,7 +106,7 @@ def train(cfg, tc: TrainConfig, env_cfg, logdir: Path, device: torch.device, ran
         for group in optimizer.param_groups:
             group["lr"] = tc.lr_at(step)
         obs, actions = episodes.batch(cfg.seed, step, tc.batch_size, rank, world)
-        loss, pred_loss, reg_loss, z_all = train_step(trainer, model, optimizer, tc, obs, actions, cfg.seed, step)
+        losses, z_all = train_step(trainer, model, optimizer, tc, obs, actions, cfg.seed, step)
         step_time, timed_steps = step_time + time.perf_counter() - t0, timed_steps + 1
         train_time += time.perf_counter() - t0   # training steps only: no data collection, evaluation or saving
         done = step + 1
@@ -115,7 +115,7 @@ def train(cfg, tc: TrainConfig, env_cfg, logdir: Path, device: torch.device, ran
             continue
         scalars = {}
         if done % tc.log_every == 0 or done == tc.steps:
-            scalars = {**train_scalars(loss, pred_loss, reg_loss, z_all, tc.lr_at(step)),
+            scalars = {**train_scalars(losses, z_all, tc.lr_at(step), model.cfg.reach_dim > 0),
                        "perf/steps_per_s": timed_steps / step_time}
             bar.set_postfix(loss=f"{scalars['train/loss']:.4f}", pred=f"{scalars['train/pred_loss']:.4f}")
             step_time, timed_steps = 0.0, 0

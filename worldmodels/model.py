@@ -16,6 +16,19 @@ against the encoded later frames under stop-gradient (without it the latent coll
 The anti-collapse regulariser (worldmodels/regularizers.py) is applied to the latents outside `forward`, so that
 under DDP it can see the global batch.
 
+Reachability embedding (`model.reach_dim` = P > 0): the JEPA latent z need not rank how far apart two states are
+for the agent. On PointMaze it does not: from rest, the cell across the U's wall is the nearest latent to a cell,
+nearer than the cells beside it (README, study table), so a plan pressed against the wall scores as well as the
+detour. A head h(z) -> (P,) is trained beside the JEPA, on detached latents, to the symmetric form of
+quasimetric RL's objective (Wang et al. 2023): every data transition one planner step apart must stay within 1
+(||h(z_t) - h(z_{t+1})|| <= 1, a squared-hinge penalty of weight REACH_PENALTY), and subject to that every pair
+of latents in the batch is pushed apart (-log(1 + ||h(z_i) - h(z_j)||)). The largest distances the constraints
+allow are the shortest chains of transitions between the states, so ||h(z_i) - h(z_j)|| approximates the
+number of planner steps from one to the other (at most; the data policy's steps bound it from above). The
+planner's latent is then [z, reach_scale * h(z)] (D + P); F predicts z and the head maps the prediction, so
+F stays Markov on the planner's latent and a plan's cost is the JEPA distance plus reach_scale^2 times the
+squared step distance. The JEPA trains exactly as without the head (detached inputs, its own gradient clip).
+
 Ensembles (`model.ensemble` = K > 1, `Ensemble`): K JEPAs with their own weights, initialised differently and
 trained on the same batches. The planner's latent is their K latents side by side (K * D), so its cost is the sum
 of the members' squared distances to their goal latents: a plan must reach the goal in every member. Where the data
@@ -41,6 +54,7 @@ from torch import nn
 
 OBS_TYPES = ("pixels", "state")
 PIXEL_STD_FLOOR, STATE_STD_FLOOR = 8.0, 1e-6
+REACH_PENALTY = 100.0  # weight of the reach head's one-step constraint (squared hinge) against its spreading term
 
 
 class ModelError(ValueError):
@@ -64,6 +78,8 @@ class ModelConfig:
     predictor_hidden: int = 512
     predictor_layers: int = 3
     ensemble: int = 1                               # K members (1: a single JEPA), see `Ensemble`
+    reach_dim: int = 0                              # P: reachability embedding appended to the latent (0: none)
+    reach_scale: float = 3.0                        # its weight in the planner's latent, [z, reach_scale * h(z)]
 
     def __post_init__(self):
         object.__setattr__(self, "obs_shape", tuple(int(n) for n in self.obs_shape))
@@ -81,6 +97,9 @@ class ModelConfig:
         for key in ("action_dim", "history", "latent_dim", "hidden", "action_embed", "predictor_hidden", "ensemble"):
             if getattr(self, key) < 1:
                 raise ModelError(f"model.{key}={getattr(self, key)}: must be >= 1")
+        if self.reach_dim < 0 or not self.reach_scale > 0:
+            raise ModelError(f"model.reach_dim={self.reach_dim}, model.reach_scale={self.reach_scale}: need "
+                             f"reach_dim >= 0 (0: no reachability embedding) and reach_scale > 0")
         if self.predictor_layers < 2:
             raise ModelError(f"model.predictor_layers={self.predictor_layers}: must be >= 2")
 
@@ -155,7 +174,8 @@ class JEPA(nn.Module):
         if cfg.ensemble != 1:
             raise ModelError(f"JEPA is one model; model.ensemble={cfg.ensemble} is built by build_model")
         self.cfg = cfg
-        self.latent_dim, self.action_dim, self.history = cfg.latent_dim, cfg.action_dim, cfg.history
+        # the planner's latent: the JEPA's D dimensions, then the reach embedding's P
+        self.latent_dim, self.action_dim, self.history = cfg.latent_dim + cfg.reach_dim, cfg.action_dim, cfg.history
         self.encoder = PixelEncoder(cfg) if cfg.obs_type == "pixels" else StateEncoder(cfg)
         self.action_encoder = mlp([cfg.action_dim, cfg.action_embed, cfg.action_embed])
         hidden = [cfg.predictor_hidden] * (cfg.predictor_layers - 1)
@@ -163,6 +183,8 @@ class JEPA(nn.Module):
         # the residual branch starts at zero: an untrained predictor is the identity (the constant baseline)
         nn.init.zeros_(self.predictor[-1].weight)
         nn.init.zeros_(self.predictor[-1].bias)
+        # built last, so the JEPA's weights are those it gets without a head from the same seed
+        self.reach = mlp([cfg.latent_dim, cfg.hidden, cfg.hidden, cfg.reach_dim]) if cfg.reach_dim else None
         A = cfg.action_dim
         self.register_buffer("action_mean", torch.zeros(A))
         self.register_buffer("action_std", torch.ones(A))
@@ -200,9 +222,22 @@ class JEPA(nn.Module):
     def denormalize_actions(self, a: torch.Tensor) -> torch.Tensor:
         return a * self.action_std + self.action_mean
 
+    @property
+    def jepa_parameters(self) -> list[nn.Parameter]:
+        """Every parameter but the reach head's (each group gets its own gradient clip)."""
+        return [p for name, p in self.named_parameters() if not name.startswith("reach.")]
+
     def encode(self, obs: torch.Tensor) -> torch.Tensor:
+        """Planner latents [z, reach_scale * h(z)] (N, ..., D + P) of observations (see `embed`)."""
+        return self.with_reach(self.embed(obs))
+
+    def with_reach(self, z: torch.Tensor) -> torch.Tensor:
+        """JEPA latents (..., D) -> planner latents (..., D + P): z itself without a reach head."""
+        return z if self.reach is None else torch.cat([z, self.cfg.reach_scale * self.reach(z)], -1)
+
+    def embed(self, obs: torch.Tensor) -> torch.Tensor:
         """Windows of the last k = `history` raw env observations, oldest first, (N, ..., k, S, S, 3) uint8 or
-        (N, ..., k, state_obs_dim) float -> latents (N, ..., D). A k = 1 model also takes single observations
+        (N, ..., k, state_obs_dim) float -> JEPA latents z (N, ..., D). A k = 1 model also takes single observations
         with no window axis, (..., S, S, 3) or (..., state_obs_dim), as before frame history existed. Normalisation
         statistics are per frame: each frame is normalised, then the window is stacked."""
         shape, k = self.cfg.obs_shape, self.history
@@ -219,56 +254,77 @@ class JEPA(nn.Module):
         lead = obs.shape[:obs.dim() - len(shape) - 1]
         obs = (obs.reshape(-1, k, *shape).to(self.device).float() - self.obs_mean) / self.obs_std  # (N, k, *shape)
         stacked = obs.movedim(1, -2).flatten(-2)           # frames along the last axis: (N, S, S, 3k) or (N, k*d)
-        return self.encoder(stacked).reshape(*lead, self.latent_dim)
+        return self.encoder(stacked).reshape(*lead, self.cfg.latent_dim)
+
+    def step(self, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        """F on JEPA latents: z (..., D), normalised actions (..., A) -> (..., D)."""
+        return z + self.predictor(torch.cat([z, self.action_encoder(a)], dim=-1))
 
     def predict(self, s: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-        """One step on free latents (..., D) with normalised actions (..., A) -> (..., D)."""
-        return s + self.predictor(torch.cat([s, self.action_encoder(a)], dim=-1))
+        """One step on free planner latents (..., D + P) with normalised actions (..., A) -> (..., D + P): F moves
+        the JEPA part; a reach part is the head's image of the prediction (the input's reach part is not read)."""
+        return self.with_reach(self.step(s[..., :self.cfg.latent_dim], a))
 
     def rollout(self, s0: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """Serial, differentiable: s0 (B, D), actions (B, T, A) normalised -> s_1..s_T (B, T, D).
+        """Serial, differentiable: s0 (B, D + P), actions (B, T, A) normalised -> s_1..s_T (B, T, D + P).
 
         Repeated `predict` (equal up to float rounding), but everything that does not depend on the state runs once
         for all T steps before the loop: the action encoder and the action half of the predictor's first layer
         (its weight split as [W_s | W_a]), so a step is one addmm on the state plus the rest of the predictor.
         Indexing act[:, t] per step would make backward write T full-size zero-padded gradients.
         Planners' syncs and shooting GD spend most of their time in this loop."""
-        D = self.latent_dim
+        D = self.cfg.latent_dim
         first, *rest = [m for m in self.predictor if isinstance(m, nn.Linear)]  # mlp(): Linear (GELU Linear)*
         act = F.linear(self.action_encoder(actions), first.weight[:, D:], first.bias)  # (B, T, hidden)
         w_state = first.weight[:, :D].t()
-        states, s = [], s0
+        states, s = [], s0[:, :D]
         for act_t in act.unbind(1):  # unbind: ONE backward node for all steps (act[:, t] would make T of them)
             h = torch.addmm(act_t, s, w_state)
             for layer in rest:
                 h = F.linear(F.gelu(h), layer.weight, layer.bias)
             s = s + h
             states.append(s)
-        return torch.stack(states, dim=1)
+        return self.with_reach(torch.stack(states, dim=1))
 
-    def open_loop(self, z: torch.Tensor, actions: torch.Tensor) -> Iterator[torch.Tensor]:
-        """From every latent z_t (B, T, D) at once, roll the predictor open loop with actions a_t.. (B, T, A).
-        Yields, for k = 1..T, the k-step predictions of z_{t+k} for t = 0..T-k: (B, T-k+1, D)."""
+    def open_loop(self, s: torch.Tensor, actions: torch.Tensor) -> Iterator[torch.Tensor]:
+        """From every planner latent s_t (B, T, D + P) at once, roll the predictor open loop with actions a_t..
+        (B, T, A). Yields, for k = 1..T, the k-step predictions of s_{t+k} for t = 0..T-k: (B, T-k+1, D + P)."""
+        for z in self._open_loop(s[..., :self.cfg.latent_dim], actions):
+            yield self.with_reach(z)
+
+    def _open_loop(self, z: torch.Tensor, actions: torch.Tensor) -> Iterator[torch.Tensor]:
         T = z.shape[1]
-        s = z
         for k in range(1, T + 1):
-            s = self.predict(s[:, :T - k + 1], actions[:, k - 1:])
-            yield s
+            z = self.step(z[:, :T - k + 1], actions[:, k - 1:])
+            yield z
 
-    def forward(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def reach_loss(self, z: torch.Tensor) -> torch.Tensor:
+        """The reach head's loss on detached JEPA latents of sequences z (B, L, D) (see the module docstring):
+        REACH_PENALTY * mean over consecutive frames of relu(d - 1)^2, minus the mean over every pair of the
+        batch's latents of log(1 + d), d the head's Euclidean distance. 0 without a head."""
+        if self.reach is None:
+            return z.new_zeros(())
+        h = self.reach(z.detach())                              # (B, L, P)
+        step = (h[:, 1:] - h[:, :-1]).norm(dim=-1)              # one planner step apart: (B, L-1)
+        flat = h.flatten(0, 1)                                  # (B*L, P)
+        pairs = torch.pdist(flat)                               # every pair once: (B*L * (B*L - 1) / 2,)
+        return REACH_PENALTY * F.relu(step - 1).square().mean() - torch.log1p(pairs).mean()
+
+    def forward(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """obs (B, L + history - 1, ...) raw frames: a sequence of L frames after the history - 1 frames of its
-        first window; actions (B, L-1, A) normalised -> latents (B, L, D) and the prediction loss: MSE of every
-        open-loop k-step prediction against the stop-gradient encoded target."""
-        z = self.encode(frame_windows(obs, self.history))     # (B, L, D), each frame from its own window
+        first window; actions (B, L-1, A) normalised -> JEPA latents z (B, L, D), the prediction loss (MSE of every
+        open-loop k-step prediction against the stop-gradient encoded target) and the reach head's loss."""
+        z = self.embed(frame_windows(obs, self.history))       # (B, L, D), each frame from its own window
         target = z[:, 1:].detach()                             # (B, L-1, D)
         errors = [F.mse_loss(pred, target[:, k - 1:], reduction="sum")
-                  for k, pred in enumerate(self.open_loop(z[:, :-1], actions), start=1)]
+                  for k, pred in enumerate(self._open_loop(z[:, :-1], actions), start=1)]
         count = target.shape[0] * target.shape[2] * sum(range(1, target.shape[1] + 1))
-        return z, torch.stack(errors).sum() / count
+        return z, torch.stack(errors).sum() / count, self.reach_loss(z)
 
 
 class Ensemble(nn.Module):
-    """K JEPAs (`members`) as one world model with latents (..., K * D): member i owns dimensions i*D..(i+1)*D.
+    """K JEPAs (`members`) as one world model with latents (..., K * D'): member i owns dimensions i*D'..(i+1)*D',
+    D' = D + P its planner latent.
     The same surface as a JEPA; actions are normalised by the members' shared dataset statistics (member 0's
     buffers; `set_normalization` gives every member the same ones). Training (`forward`) returns the sum of the
     members' prediction losses, so each member gets exactly the gradient it would get alone."""
@@ -278,8 +334,8 @@ class Ensemble(nn.Module):
         self.cfg = cfg
         member_cfg = replace(cfg, ensemble=1)
         self.members = nn.ModuleList(JEPA(member_cfg) for _ in range(cfg.ensemble))
-        self.member_dim = cfg.latent_dim
-        self.latent_dim, self.action_dim, self.history = cfg.ensemble * cfg.latent_dim, cfg.action_dim, cfg.history
+        self.member_dim = self.members[0].latent_dim            # D + P: a member's planner latent
+        self.latent_dim, self.action_dim, self.history = cfg.ensemble * self.member_dim, cfg.action_dim, cfg.history
 
     @torch.no_grad()
     def set_normalization(self, *stats):
@@ -305,7 +361,7 @@ class Ensemble(nn.Module):
         return self.members[0].denormalize_actions(a)
 
     def _split(self, s: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return s.split(self.member_dim, dim=-1)  # (..., K*D) -> K x (..., D)
+        return s.split(self.member_dim, dim=-1)  # (..., K*D') -> K x (..., D')
 
     def encode(self, obs: torch.Tensor) -> torch.Tensor:
         return torch.cat([m.encode(obs) for m in self.members], -1)
@@ -320,6 +376,6 @@ class Ensemble(nn.Module):
         for preds in zip(*(m.open_loop(z_m, actions) for m, z_m in zip(self.members, self._split(z)))):
             yield torch.cat(preds, -1)
 
-    def forward(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        zs, losses = zip(*(m(obs, actions) for m in self.members))
-        return torch.cat(zs, -1), torch.stack(losses).sum()
+    def forward(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        zs, losses, reach_losses = zip(*(m(obs, actions) for m in self.members))
+        return torch.cat(zs, -1), torch.stack(losses).sum(), torch.stack(reach_losses).sum()

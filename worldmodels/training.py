@@ -235,13 +235,23 @@ def init_process_group(device: torch.device, world: int) -> torch.device:
 
 
 # ---- the step ---------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class StepLosses:
+    """A step's losses per member: `loss` = pred_loss + reg_weight * reg_loss, what the JEPA minimises; the reach
+    head minimises `reach_loss` (0 without one), see worldmodels/model.py."""
+    loss: torch.Tensor
+    pred_loss: torch.Tensor
+    reg_loss: torch.Tensor
+    reach_loss: torch.Tensor
+
+
 def train_step(trainer, model: JEPA | Ensemble, optimizer, tc: TrainConfig, obs, actions, seed: int, step: int):
     """One update on this rank's batch: obs (b, k-1+L, ...) raw (`Episodes.batch`), actions (b, L-1, A) native.
     `trainer` is the model or its DDP wrapper. Returns the losses (per member for an ensemble) and the global batch of
-    latents (global b*L, D; K*D for an ensemble of K)."""
+    JEPA latents (global b*L, D; K*D for an ensemble of K)."""
     device = model.device
     obs, actions = obs.to(device), model.normalize_actions(actions.to(device))
-    z, pred_loss = trainer(obs, actions)                       # an ensemble's: summed over its members
+    z, pred_loss, reach_loss = trainer(obs, actions)          # an ensemble's: summed over its members
     z_all = global_batch(z.flatten(0, 1))
     projections = torch.Generator(device=device).manual_seed(
         int(np.random.SeedSequence([seed, step]).generate_state(1)[0]))
@@ -252,19 +262,25 @@ def train_step(trainer, model: JEPA | Ensemble, optimizer, tc: TrainConfig, obs,
                    for z_member in z_all.chunk(len(members), dim=-1))
     loss = pred_loss + tc.reg_weight * reg_loss
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    (loss + reach_loss).backward()    # the reach head reads detached latents: its loss moves only its own weights
     for member in members:
-        torch.nn.utils.clip_grad_norm_(member.parameters(), tc.grad_clip)
+        torch.nn.utils.clip_grad_norm_(member.jepa_parameters, tc.grad_clip)
+        if member.reach is not None:
+            torch.nn.utils.clip_grad_norm_(member.reach.parameters(), tc.grad_clip)
     optimizer.step()
     K = len(members)
-    return loss / K, pred_loss / K, reg_loss / K, z_all   # losses per member, comparable across ensemble sizes
+    # losses per member, comparable across ensemble sizes
+    return StepLosses(loss / K, pred_loss / K, reg_loss / K, reach_loss / K), z_all
 
 
-def train_scalars(loss, pred_loss, reg_loss, z_all: torch.Tensor, lr: float) -> dict[str, float]:
-    """The train/ scalars of a step: its losses and learning rate, and the health of the global batch of latents
-    (`latent_health`)."""
-    return {"train/loss": loss.item(), "train/pred_loss": pred_loss.item(), "train/reg_loss": reg_loss.item(),
-            "train/lr": lr, **{f"train/{k}": v for k, v in latent_health(z_all.detach()).items()}}
+def train_scalars(losses: StepLosses, z_all: torch.Tensor, lr: float, reach: bool) -> dict[str, float]:
+    """The train/ scalars of a step: its losses (train/reach_loss with a reach head) and learning rate, and the
+    health of the global batch of latents (`latent_health`)."""
+    scalars = {"train/loss": losses.loss.item(), "train/pred_loss": losses.pred_loss.item(),
+               "train/reg_loss": losses.reg_loss.item()}
+    if reach:
+        scalars["train/reach_loss"] = losses.reach_loss.item()
+    return {**scalars, "train/lr": lr, **{f"train/{k}": v for k, v in latent_health(z_all.detach()).items()}}
 
 
 # ---- the checkpoint, resume -------------------------------------------------------------------------------------
@@ -301,6 +317,8 @@ def restore(path: Path, model: JEPA | Ensemble, optimizer, config: dict) -> tupl
     saved = read_checkpoint(path)
     saved["meta"]["config"]["model"].setdefault("history", 1)  # runs from before frame history had k = 1
     saved["meta"]["config"]["model"].setdefault("ensemble", 1)  # and before ensembles, one model
+    saved["meta"]["config"]["model"].setdefault("reach_dim", 0)  # and before reach heads, none
+    saved["meta"]["config"]["model"].setdefault("reach_scale", 3.0)
     check_resume(saved["meta"]["config"], config)
     model.load_state_dict(saved["model"])
     optimizer.load_state_dict(saved["training"]["optimizer"])

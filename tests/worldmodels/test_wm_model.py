@@ -35,7 +35,7 @@ def train(model, obs, actions, reg_weight, steps=150, seq_len=4, batch=32):
     for _ in range(steps):
         ep = torch.randint(0, len(obs), (batch, 1), generator=g)
         frames = torch.randint(0, obs.shape[1] - seq_len + 1, (batch, 1), generator=g) + torch.arange(seq_len)
-        z, pred_loss = model(obs[ep, frames], actions[ep, frames[:, :-1]])
+        z, pred_loss, _ = model(obs[ep, frames], actions[ep, frames[:, :-1]])
         loss = pred_loss + reg_weight * sigreg(z.flatten(0, 1), 64, torch.Generator().manual_seed(0))
         opt.zero_grad()
         loss.backward()
@@ -95,7 +95,7 @@ def test_targets_get_no_gradient_contexts_do():
     model = state_model()
     torch.nn.init.normal_(model.predictor[-1].weight, std=0.1)
     obs = torch.randn(4, 3, OBS_DIM, requires_grad=True)
-    _, loss = model(obs, torch.randn(4, 2, A))
+    _, loss, _ = model(obs, torch.randn(4, 2, A))
     loss.backward()
     assert obs.grad[:, -1].abs().max() == 0
     assert obs.grad[:, 0].abs().max() > 0 and obs.grad[:, 1].abs().max() > 0
@@ -207,7 +207,7 @@ def test_windows_slide_over_time_and_repeat_the_first_frame_before_an_episode():
 def test_history_model_trains_on_sequences_after_their_context_frames():
     model = history_model("state", 2)
     obs = raw("state", 4, 1 + 3)                                            # k-1 context frames + L = 3
-    z, loss = model(obs, torch.randn(4, 2, A))
+    z, loss, _ = model(obs, torch.randn(4, 2, A))
     assert z.shape == (4, 3, 8) and loss.isfinite()
     assert torch.equal(z, model.encode(frame_windows(obs, 2)))
 
@@ -228,7 +228,7 @@ def test_k1_latents_of_shipped_checkpoints_are_bit_identical_to_the_code_before_
         before = enc.projector(enc.convs(x.permute(0, 3, 1, 2)).flatten(1)) if len(shape) == 3 else enc.net(x)
         assert torch.equal(model.encode(obs), before)
         assert torch.equal(model.encode(obs[:, None]), before)              # a window of one frame
-        z, _ = model(obs.view(2, 3, *shape), torch.zeros(2, 2, model.action_dim))
+        z, _, _ = model(obs.view(2, 3, *shape), torch.zeros(2, 2, model.action_dim))
         assert torch.equal(z, before.view(2, 3, -1))                        # training encodes the same
 
 
@@ -260,7 +260,7 @@ def test_an_ensemble_plans_with_its_members_latents_side_by_side():
         for k, pred in enumerate(model.open_loop(z[:, :-1], actions), 1):
             assert pred.shape == (4, 6 - k, 24)
             assert torch.allclose(pred[:, 0], model.rollout(z[:, 0], actions)[:, k - 1], atol=1e-5)
-        z_seq, loss = model(obs, actions)
+        z_seq, loss, _ = model(obs, actions)
         assert torch.allclose(loss, sum(m(obs, actions)[1] for m in model.members))
     assert torch.equal(model.action_low, model.members[0].action_low)
     with pytest.raises(ModelError, match="model.ensemble=0: must be >= 1"):
@@ -274,5 +274,109 @@ def test_an_ensemble_checkpoint_round_trips(tmp_path):
     save_checkpoint(tmp_path / "m.pt", model, {"env": {"name": "wall", "obs_type": "state"}})
     loaded, _ = load_checkpoint(tmp_path / "m.pt")
     assert isinstance(loaded, Ensemble) and loaded.cfg == model.cfg
+    obs = linear_episodes(n=2, T=1)[0]
+    assert torch.equal(loaded.encode(obs), model.encode(obs))
+
+
+def reach_model(reach_dim=3, ensemble=1, seed=0):
+    torch.manual_seed(seed)
+    model = build_model(ModelConfig("state", (OBS_DIM,), A, latent_dim=8, hidden=32, action_embed=8,
+                                    predictor_hidden=32, ensemble=ensemble, reach_dim=reach_dim, reach_scale=2.0))
+    model.set_normalization(np.zeros(A), np.ones(A), -np.ones(A), np.ones(A), np.zeros(OBS_DIM), np.ones(OBS_DIM))
+    return model
+
+
+def test_a_reach_head_appends_its_scaled_embedding_to_the_planners_latent():
+    model, plain = reach_model(), state_model()
+    assert model.latent_dim == 8 + 3 and model.cfg.latent_dim == 8
+    for k, v in plain.state_dict().items():                  # the head is built last: the JEPA's weights are unchanged
+        assert torch.equal(model.state_dict()[k], v), k
+    torch.nn.init.normal_(model.predictor[-1].weight, std=0.1)
+    obs, actions = linear_episodes(n=4, T=5)
+    with torch.no_grad():
+        z = model.embed(obs)                                                             # (4, 6, 8)
+        s = model.encode(obs)                                                            # (4, 6, 11)
+        assert torch.equal(s, torch.cat([z, 2.0 * model.reach(z)], -1))
+        step = model.step(z[:, 0], actions[:, 0])
+        assert torch.equal(model.predict(s[:, 0], actions[:, 0]), torch.cat([step, 2.0 * model.reach(step)], -1))
+        moved = s[:, 0].clone()
+        moved[:, 8:] += 5.0                                   # F reads only the JEPA part of a free latent
+        assert torch.equal(model.predict(moved, actions[:, 0]), model.predict(s[:, 0], actions[:, 0]))
+        traj = model.rollout(s[:, 0], actions)                                           # (4, 5, 11)
+        assert traj.shape == (4, 5, 11)
+        assert torch.allclose(traj[:, 1], model.predict(model.predict(s[:, 0], actions[:, 0]), actions[:, 1]),
+                              atol=1e-5)
+        for k, pred in enumerate(model.open_loop(s[:, :-1], actions), 1):
+            assert pred.shape == (4, 6 - k, 11)
+            assert torch.allclose(pred[:, 0], traj[:, k - 1], atol=1e-5)
+        z_train, pred_loss, reach_loss = model(obs, actions)
+        assert torch.equal(z_train, z) and reach_loss.isfinite()
+        assert torch.equal(pred_loss, plain_loss(model, obs, actions))
+    ensemble = reach_model(ensemble=2)
+    assert ensemble.latent_dim == 2 * 11
+    with torch.no_grad():
+        assert torch.equal(ensemble.encode(obs), torch.cat([m.encode(obs) for m in ensemble.members], -1))
+    assert state_model().reach is None and state_model()(obs, actions)[2].item() == 0
+    with pytest.raises(ModelError, match="model.reach_dim=-1"):
+        ModelConfig("state", (OBS_DIM,), A, reach_dim=-1)
+
+
+def plain_loss(model, obs, actions):
+    """The prediction loss of the same weights without the head."""
+    plain = JEPA(ModelConfig(**{**model.cfg.to_dict(), "reach_dim": 0}))
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("reach.")})
+    return plain(obs, actions)[1]
+
+
+def test_the_reach_head_learns_step_counts_where_the_latent_folds_a_path():
+    """Known answer: 16 states on a path folded into a U, so its two ends are 0.5 apart in z but 15 steps apart
+    along it. Trained on walks along the path, the head's distance between the ends approaches the step count,
+    and neighbours stay within one step."""
+    torch.manual_seed(0)
+    model = JEPA(ModelConfig("state", (OBS_DIM,), A, latent_dim=2, hidden=64, reach_dim=4))
+    arm = torch.arange(8.0)
+    path = torch.cat([torch.stack([arm, torch.zeros(8)], -1), torch.stack([arm.flip(0), torch.full((8,), 0.5)], -1)])
+    walks = torch.stack([path[i:i + 4] for i in range(13)] + [path.flip(0)[i:i + 4] for i in range(13)])  # (26, 4, 2)
+    optimizer = torch.optim.Adam(model.reach.parameters(), lr=3e-3)
+    for _ in range(1500):
+        loss = model.reach_loss(walks)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        h = model.reach(path)
+    steps = (h[1:] - h[:-1]).norm(dim=-1)
+    assert steps.max() < 1.1
+    assert (h[0] - h[-1]).norm() > 12        # 15 steps apart; z puts the ends 0.5 apart, nearer than neighbours
+    assert (path[0] - path[-1]).norm() < (path[0] - path[1]).norm()
+
+
+def test_the_jepa_trains_the_same_with_a_reach_head():
+    """The head reads detached latents and has its own gradient clip: with a binding clip, the JEPA's weights after
+    some steps equal those of the same run without a head, bit for bit."""
+    from worldmodels.training import TrainConfig, train_step
+    tc = TrainConfig(steps=5, batch_size=4, seq_len=3, lr=1e-2, warmup=0, weight_decay=0.0, grad_clip=1e-3,
+                     regularizer="sigreg", reg_weight=0.1, sigreg_projections=8, eval_episodes=1, ckpt_every=5,
+                     eval_every=5, log_every=5)
+    obs, actions = linear_episodes(n=4, T=2)
+    runs = []
+    for reach_dim in (0, 3):
+        model = reach_model(reach_dim)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr)
+        for step in range(5):
+            losses, _ = train_step(model, model, optimizer, tc, obs, actions, seed=0, step=step)
+        runs.append((model, losses))
+    (plain, plain_losses), (with_head, head_losses) = runs
+    assert plain_losses.reach_loss.item() == 0 and head_losses.reach_loss.item() != 0
+    assert torch.equal(plain_losses.loss, head_losses.loss)
+    for k, v in plain.state_dict().items():
+        assert torch.equal(with_head.state_dict()[k], v), k
+
+
+def test_a_reach_checkpoint_round_trips(tmp_path):
+    model = reach_model()
+    save_checkpoint(tmp_path / "m.pt", model, {"env": {"name": "wall", "obs_type": "state"}})
+    loaded, _ = load_checkpoint(tmp_path / "m.pt")
+    assert loaded.cfg == model.cfg and loaded.latent_dim == 11
     obs = linear_episodes(n=2, T=1)[0]
     assert torch.equal(loaded.encode(obs), model.encode(obs))
