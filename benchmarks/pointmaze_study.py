@@ -14,6 +14,10 @@
    distance of the real final state to the goal's (what the cost says about where the ball really ends).
 A model that predicts the PD's terminal error well below the start's and a planner whose plans score worse in the
 model point at the search; a PD terminal error near or above the start's points at the model.
+4. the cost landscape at rest: for every pair of free cell centres (ball at rest), the planner's latent distance
+   against the length of the shortest route between them in cells, and, for a model with a reach head, the
+   distances of its JEPA part and of its reach part (in planner steps: the part divided by reach_scale). A cost
+   the planner can follow grows with the route; one that rates a cell across a wall as near as a neighbour does not.
 """
 from __future__ import annotations
 
@@ -69,6 +73,28 @@ def probe(env, model, planner, start: np.ndarray, goal: np.ndarray, waypoints: l
             "pd_real_latent": (z_real - zg).norm().item(), "pd_pred_err": pd_err, "plan_pred_err": plan_err}
 
 
+def landscape(env, model) -> str:
+    """Table 4 (module docstring): mean latent distances between free cell centres at rest, by route length."""
+    cells = [tuple(c) for c in env.free_cells]
+    with torch.no_grad():
+        s = model.encode(torch.as_tensor(np.array([[*env.cell_xy(c), 0.0, 0.0] for c in cells], np.float32)))
+    parts = {"planner latent": s}
+    if getattr(model, "reach", None) is not None:     # a single JEPA with a reach head
+        D = model.cfg.latent_dim
+        parts.update({"JEPA part": s[:, :D], "reach part / reach_scale": s[:, D:] / model.cfg.reach_scale})
+    dist = {name: torch.cdist(x, x).numpy() for name, x in parts.items()}
+    by_length: dict[int, list[tuple[int, int]]] = {}
+    for i, a in enumerate(cells):
+        for j, b in enumerate(cells[i + 1:], i + 1):
+            by_length.setdefault(len(env._path(a, b)), []).append((i, j))
+    lines = ["| route length (cells) | pairs | " + " | ".join(f"mean {n} distance" for n in dist) + " |",
+             "|---" * (2 + len(dist)) + "|"]
+    for length, pairs in sorted(by_length.items()):
+        means = [np.mean([d[i, j] for i, j in pairs]) for d in dist.values()]
+        lines.append(f"| {length} | {len(pairs)} | " + " | ".join(f"{m:.2f}" for m in means) + " |")
+    return "\n".join(lines)
+
+
 def table(rows: list[dict], title: str) -> str:
     keys = ("start_err", "pd_real_dist", "pd_real_latent", "pd_pred_err", "plan_pred_err")
     mean = {k: np.mean([r[k] for r in rows]) for k in keys}
@@ -119,6 +145,8 @@ def main(argv: list[str]) -> None:
     print("|---" * 8 + "|")
     print(table(near, f"stop from rest {PROBE_RADIUS} away"))
     print(table(route, "follow the corridors (wall-blocked tasks)"))
+    print("\ncost landscape at rest, free cell centres:\n")
+    print(landscape(env, model))
     env.close()
 
 

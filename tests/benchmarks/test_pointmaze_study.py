@@ -40,3 +40,18 @@ def test_results_of_another_env_are_refused(tmp_path):
         pointmaze_study.main([f"results={path}"])
     with pytest.raises(SystemExit, match="results=''"):
         pointmaze_study.main([])
+
+
+def test_the_landscape_table_measures_distance_by_route_length(env):
+    """Known answer: a latent that is the ball's xy puts UMaze's neighbouring cells 1 apart, and the two ends of
+    the U (a 6-cell route round the wall) 2 apart."""
+    class XY:
+        latent_dim = 2
+
+        def encode(self, states):
+            return states[:, :2]
+
+    rows = pointmaze_study.landscape(env, XY()).splitlines()
+    assert rows[0].startswith("| route length (cells) | pairs | mean planner latent distance |")
+    assert "| 1 | 6 | 1.00 |" in rows and "| 6 | 1 | 2.00 |" in rows
+    assert sum(int(r.split("|")[2]) for r in rows[2:]) == 7 * 6 // 2
