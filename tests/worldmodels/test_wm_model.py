@@ -226,8 +226,9 @@ def test_k1_latents_of_shipped_checkpoints_are_bit_identical_to_the_code_before_
         x = (obs.float() - model.obs_mean) / model.obs_std
         enc = model.encoder
         before = enc.projector(enc.convs(x.permute(0, 3, 1, 2)).flatten(1)) if len(shape) == 3 else enc.net(x)
-        assert torch.equal(model.encode(obs), before)
-        assert torch.equal(model.encode(obs[:, None]), before)              # a window of one frame
+        assert torch.equal(model.embed(obs), before)
+        assert torch.equal(model.embed(obs[:, None]), before)               # a window of one frame
+        assert torch.equal(model.encode(obs)[:, :before.shape[1]], before)  # pointmaze's reach part follows
         z, _, _ = model(obs.view(2, 3, *shape), torch.zeros(2, 2, model.action_dim))
         assert torch.equal(z, before.view(2, 3, -1))                        # training encodes the same
 
