@@ -16,18 +16,19 @@ against the encoded later frames under stop-gradient (without it the latent coll
 The anti-collapse regulariser (worldmodels/regularizers.py) is applied to the latents outside `forward`, so that
 under DDP it can see the global batch.
 
-Reachability embedding (`model.reach_dim` = P > 0): the JEPA latent z need not rank how far apart two states are
-for the agent. On PointMaze it does not: from rest, the cell across the U's wall is the nearest latent to a cell,
-nearer than the cells beside it (README, study table), so a plan pressed against the wall scores as well as the
-detour. A head h(z) -> (P,) is trained beside the JEPA, on detached latents, to the symmetric form of
-quasimetric RL's objective (Wang et al. 2023): every data transition one planner step apart must stay within 1
-(||h(z_t) - h(z_{t+1})|| <= 1, a squared-hinge penalty of weight REACH_PENALTY), and subject to that every pair
-of latents in the batch is pushed apart (-log(1 + ||h(z_i) - h(z_j)||)). The largest distances the constraints
-allow are the shortest chains of transitions between the states, so ||h(z_i) - h(z_j)|| approximates the
-number of planner steps from one to the other (at most; the data policy's steps bound it from above). The
-planner's latent is then [z, reach_scale * h(z)] (D + P); F predicts z and the head maps the prediction, so
-F stays Markov on the planner's latent and a plan's cost is the JEPA distance plus reach_scale^2 times the
-squared step distance. The JEPA trains exactly as without the head (detached inputs, its own gradient clip).
+Reachability embedding (`model.reach_dim` = P > 0): the JEPA latent z need not rank how far apart two states are for
+the agent. On PointMaze it does not: at rest, the two ends of the U (six cells apart by the route round the wall)
+are nearer in the JEPA latent than neighbouring cells (benchmarks/pointmaze_study.py's last table), so a plan
+pressed against the wall scores as well as the detour. A head h(z) -> (P,) is trained beside the JEPA, on detached
+latents, to the symmetric form of quasimetric RL's objective (Wang et al. 2023): every data transition one planner
+step apart must stay within 1 (||h(z_t) - h(z_{t+1})|| <= 1, a squared-hinge penalty of weight REACH_PENALTY), and
+subject to that every pair of latents in the batch is pushed apart (-log(1 + ||h(z_i) - h(z_j)||)). The largest
+distances the constraints allow are the shortest chains of transitions between the states, so ||h(z_i) - h(z_j)||
+approximates the number of planner steps from one to the other (as the data's transitions chain them: never fewer
+than the env needs). The planner's latent is then [z, reach_scale * h(z)] (D + P); F predicts z and the head maps
+the prediction, so F stays Markov on the planner's latent and a plan's cost is the JEPA distance plus reach_scale^2
+times the squared step distance. The JEPA trains exactly as without the head (detached inputs, its own gradient
+clip).
 
 Ensembles (`model.ensemble` = K > 1, `Ensemble`): K JEPAs with their own weights, initialised differently and
 trained on the same batches. The planner's latent is their K latents side by side (K * D), so its cost is the sum
@@ -326,8 +327,8 @@ class Ensemble(nn.Module):
     """K JEPAs (`members`) as one world model with latents (..., K * D'): member i owns dimensions i*D'..(i+1)*D',
     D' = D + P its planner latent.
     The same surface as a JEPA; actions are normalised by the members' shared dataset statistics (member 0's
-    buffers; `set_normalization` gives every member the same ones). Training (`forward`) returns the sum of the
-    members' prediction losses, so each member gets exactly the gradient it would get alone."""
+    buffers; `set_normalization` gives every member the same ones). Training (`forward`) returns the sums of the
+    members' prediction and reach losses, so each member gets exactly the gradient it would get alone."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()

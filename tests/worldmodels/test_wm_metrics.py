@@ -106,7 +106,7 @@ def test_stored_prefers_model_keys_and_reads_old_eval_keys():
     ({"model/rel_err_k1": 0.05, "model/dist_spearman": 0.4}, None),
     ({"model/rel_err_k1": 1.0, "model/dist_spearman": 0.4}, "model/rel_err_k1=1 >= 1"),
     ({"eval/rel_err_k1": 1.2, "eval/dist_spearman": 0.4}, "model/rel_err_k1=1.2 >= 1"),   # keys before model/
-    ({"model/rel_err_k1": 0.001, "model/dist_spearman": -0.004}, None),   # pointmaze's model before its reach head: 70 %
+    ({"model/rel_err_k1": 0.001, "model/dist_spearman": -0.004}, None),   # pointmaze's pre-reach model: 70 %
     ({}, None),
 ])
 def test_planning_warning_names_what_failed_and_what_to_do(metrics, warned):
