@@ -137,11 +137,11 @@ def main(argv: list[str]) -> None:
     names = [n for n in names if COLUMNS[n][0] in planners.PLANNERS]  # older trees lack some planners
     model = load_model(args["checkpoint"], device, args["predictor_hidden"], args["latent_dim"])
     D = model.latent_dim
-    n_params = sum(p.numel() for m in model.members for p in [*m.predictor.parameters(),
-                                                                *m.action_encoder.parameters()])
+    n_params = sum(p.numel() for m in model.members for part in (m.predictor, m.action_encoder, m.reach)
+                   if part is not None for p in part.parameters())
     random = "RANDOM weights, " if args["predictor_hidden"] or args["latent_dim"] else ""
     print(f"model: {args['checkpoint']} ({random}latent {D}, action {model.action_dim}, predictor_hidden "
-          f"{model.cfg.predictor_hidden}, {n_params / 1e6:.2f}M predictor+action-encoder params); device {device}; "
+          f"{model.cfg.predictor_hidden}, {n_params / 1e6:.2f}M params a predict runs); device {device}; "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads\n")
     made = {n: planners.make(COLUMNS[n][0], **COLUMNS[n][1]) for n in names}
     results = {}

@@ -15,7 +15,7 @@
 A model that predicts the PD's terminal error well below the start's and a planner whose plans score worse in the
 model point at the search; a PD terminal error near or above the start's points at the model.
 4. the cost landscape at rest: for every pair of free cell centres (ball at rest), the planner's latent distance
-   against the length of the shortest route between them in cells, and, for a model with a reach head, the
+   against the length of the shortest route between them in cells, and, for a single model with a reach head, the
    distances of its JEPA part and of its reach part (in planner steps: the part divided by reach_scale). A cost
    the planner can follow grows with the route; one that rates a cell across a wall as near as a neighbour does not.
 """
@@ -36,6 +36,7 @@ import envs
 import planners
 from agent.evaluation import load_world_model
 from benchmarks import cli
+from worldmodels import provenance
 from envs.pointmaze import ROUTE_KD, ROUTE_KP, STOP_KD, STOP_KP
 
 PROBE_RADIUS = 0.6              # just outside the success radius 0.5
@@ -82,7 +83,7 @@ def landscape(env, model) -> str:
     if getattr(model, "reach", None) is not None:     # a single JEPA with a reach head
         D = model.cfg.latent_dim
         parts.update({"JEPA part": s[:, :D], "reach part / reach_scale": s[:, D:] / model.cfg.reach_scale})
-    dist = {name: torch.cdist(x, x).numpy() for name, x in parts.items()}
+    dist = {name: torch.cdist(x, x).cpu().numpy() for name, x in parts.items()}
     by_length: dict[int, list[tuple[int, int]]] = {}
     for i, a in enumerate(cells):
         for j, b in enumerate(cells[i + 1:], i + 1):
@@ -111,6 +112,11 @@ def main(argv: list[str]) -> None:
     res = json.loads(Path(args["results"]).read_text())
     if res["env"] != "pointmaze":
         raise SystemExit(f"error: results={args['results']!r} is for env {res['env']!r}; this study is pointmaze's")
+    if not args["checkpoint"] and res.get("checkpoint_sha256") and Path(res["checkpoint"]).is_file():
+        now = provenance.file_sha256(res["checkpoint"])   # e.g. a shipped file replaced since the run
+        if now != res["checkpoint_sha256"]:
+            raise SystemExit(f"error: {res['checkpoint']} has changed since that run (sha256 {now[:12]} != "
+                             f"{res['checkpoint_sha256'][:12]}); pass checkpoint=PATH, the model it evaluated")
     torch.set_num_threads(1)
     env_cfg = envs.env_config(res["config"]["env"])
     env = envs.make(env_cfg)

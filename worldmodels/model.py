@@ -302,7 +302,8 @@ class JEPA(nn.Module):
     def reach_loss(self, z: torch.Tensor) -> torch.Tensor:
         """The reach head's loss on detached JEPA latents of sequences z (B, L, D) (see the module docstring):
         REACH_PENALTY * mean over consecutive frames of relu(d - 1)^2, minus the mean over every pair of the
-        batch's latents of log(1 + d), d the head's Euclidean distance. 0 without a head."""
+        batch's latents of log(1 + d), d the head's Euclidean distance. 0 without a head. Under DDP each rank
+        spreads its own share of the batch (pairs of a smaller batch: the same objective, sampled less)."""
         if self.reach is None:
             return z.new_zeros(())
         h = self.reach(z.detach())                              # (B, L, P)
@@ -373,8 +374,8 @@ class Ensemble(nn.Module):
     def rollout(self, s0: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         return torch.cat([m.rollout(s_m, actions) for m, s_m in zip(self.members, self._split(s0))], -1)
 
-    def open_loop(self, z: torch.Tensor, actions: torch.Tensor) -> Iterator[torch.Tensor]:
-        for preds in zip(*(m.open_loop(z_m, actions) for m, z_m in zip(self.members, self._split(z)))):
+    def open_loop(self, s: torch.Tensor, actions: torch.Tensor) -> Iterator[torch.Tensor]:
+        for preds in zip(*(m.open_loop(s_m, actions) for m, s_m in zip(self.members, self._split(s)))):
             yield torch.cat(preds, -1)
 
     def forward(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -6,8 +6,8 @@ The loop itself is train.py's (the driver). Everything here takes plain Python v
   open_dataset    a dataset checked to have been collected with the env config being trained
   init_model      a fresh JEPA (or ensemble) for the dataset's shapes, normalised by its statistics
   Episodes        the whole dataset in memory; batches are a function of (seed, step) alone (exact resume)
-  train_step      one update: prediction loss + regulariser on the GLOBAL batch of latents, clip, AdamW (an
-                  ensemble's members each regularised and clipped on their own)
+  train_step      one update: prediction loss + regulariser on the GLOBAL batch of latents (+ a reach head's
+                  loss, clipped apart), clip, AdamW (an ensemble's members each regularised and clipped on their own)
   train_scalars   a step's train/ numbers for TensorBoard
   global_batch    all_gather with a gradient that sums every rank's contribution (N ranks = one process)
   init_process_group  this process's device, in the DDP process group under torchrun

@@ -55,3 +55,14 @@ def test_the_landscape_table_measures_distance_by_route_length(env):
     assert rows[0].startswith("| route length (cells) | pairs | mean planner latent distance |")
     assert "| 1 | 6 | 1.00 |" in rows and "| 6 | 1 | 2.00 |" in rows
     assert sum(int(r.split("|")[2]) for r in rows[2:]) == 7 * 6 // 2
+
+
+def test_results_whose_checkpoint_has_changed_since_are_refused(tmp_path):
+    """A results.json names its checkpoint and its sha256; a shipped file replaced since would silently be another
+    model, so the study asks for checkpoint=PATH instead."""
+    checkpoint = tmp_path / "model.pt"
+    checkpoint.write_bytes(b"not the model that was evaluated")
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps({"env": "pointmaze", "checkpoint": str(checkpoint), "checkpoint_sha256": "0" * 64}))
+    with pytest.raises(SystemExit, match="has changed since that run.*checkpoint=PATH"):
+        pointmaze_study.main([f"results={path}"])
