@@ -36,8 +36,8 @@ import envs
 import planners
 from agent.evaluation import load_world_model
 from benchmarks import cli
-from worldmodels import provenance
 from envs.pointmaze import ROUTE_KD, ROUTE_KP, STOP_KD, STOP_KP
+from worldmodels import provenance
 
 PROBE_RADIUS = 0.6              # just outside the success radius 0.5
 

@@ -315,10 +315,9 @@ def restore(path: Path, model: JEPA | Ensemble, optimizer, config: dict) -> tupl
     `config` (checked to be the checkpoint's, `check_resume`). Returns (step, metrics, seconds of training steps)
     to continue from."""
     saved = read_checkpoint(path)
-    saved["meta"]["config"]["model"].setdefault("history", 1)  # runs from before frame history had k = 1
-    saved["meta"]["config"]["model"].setdefault("ensemble", 1)  # and before ensembles, one model
-    saved["meta"]["config"]["model"].setdefault("reach_dim", 0)  # and before reach heads, none
-    saved["meta"]["config"]["model"].setdefault("reach_scale", 3.0)
+    # runs from before frame history, ensembles or reach heads had the model without them: the config's defaults
+    for key in ("history", "ensemble", "reach_dim", "reach_scale"):
+        saved["meta"]["config"]["model"].setdefault(key, ModelConfig.__dataclass_fields__[key].default)
     check_resume(saved["meta"]["config"], config)
     model.load_state_dict(saved["model"])
     optimizer.load_state_dict(saved["training"]["optimizer"])
