@@ -3,7 +3,8 @@
     python -m benchmarks.pointmaze_study results=PATH [checkpoint=PATH] [probes=40] [seed=0]
 
 `results` is an `evaluate.py env=pointmaze` results.json (its env config and per-episode seeds are reused);
-`checkpoint` defaults to the one that run used. Prints three markdown tables:
+`checkpoint` defaults to the one that run used; state and pixel models alike (a pixel model sees the frames of the
+probe's states: at rest its window repeats one frame, as the agent's at reset). Prints four markdown tables:
 1. success by task class: whether the straight segment start -> goal crosses a wall block (`line_blocked`);
 2. a stopping probe near the goals: from rest 0.6 away from each of the first `probes` goals, a PD controller that
    stops the ball on the goal (the data policy's stopping gains) for one planning horizon. Its real final distance
@@ -42,9 +43,10 @@ from worldmodels import provenance
 PROBE_RADIUS = 0.6              # just outside the success radius 0.5
 
 
-def pd_actions(env, goal_xy: np.ndarray, waypoints: list[np.ndarray], steps: int) -> np.ndarray:
-    """Run the PD from the env's current state for `steps` native steps; returns the native actions (steps, 2)."""
-    actions = []
+def pd_actions(env, goal_xy: np.ndarray, waypoints: list[np.ndarray], steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """Run the PD from the env's current state for `steps` native steps; returns the native actions (steps, 2) and
+    the states after each of them (steps, 4)."""
+    actions, states = [], []
     for _ in range(steps):
         state = env.get_state()
         if waypoints and np.linalg.norm(waypoints[0] - state[:2]) < 0.35:
@@ -54,17 +56,30 @@ def pd_actions(env, goal_xy: np.ndarray, waypoints: list[np.ndarray], steps: int
         force = np.clip(force, env.action_low, env.action_high)
         env._step_physics(force)
         actions.append(force)
-    return np.array(actions, dtype=np.float32)
+        states.append(env.get_state())
+    return np.array(actions, dtype=np.float32), np.array(states)
+
+
+def encode_states(env, model, windows: np.ndarray) -> torch.Tensor:
+    """Planner latents (N, D) of (N, k, 4) state windows, k = model.history, oldest first, observed as the env's
+    observation type: a pixel model sees the frames of those states, as the agent's window would."""
+    obs = np.stack([[env.observe_state(s) for s in window] for window in windows])
+    with torch.no_grad():
+        return model.encode(torch.as_tensor(obs))
+
+
+def at_rest(state: np.ndarray, history: int) -> np.ndarray:
+    """A window of one state repeated, as the agent's at reset and for goals."""
+    return np.repeat(np.asarray(state, np.float64)[None], history, axis=0)
 
 
 def probe(env, model, planner, start: np.ndarray, goal: np.ndarray, waypoints: list, horizon: int) -> dict:
     """The PD's and the planner's predicted terminal latent errors from `start` (a state) to `goal`."""
-    def encode(state):
-        return model.encode(torch.as_tensor(np.asarray(state, dtype=np.float32)[None]))
-
+    k, block = model.history, env.cfg.action_block
     env.set_state(start)
-    native = pd_actions(env, goal[:2], waypoints, horizon * env.cfg.action_block)
-    z0, zg, z_real = encode(start), encode(goal), encode(env.get_state())
+    native, visited = pd_actions(env, goal[:2], waypoints, horizon * block)
+    final = visited[len(visited) - 1 - block * np.arange(k)[::-1]]   # the last k planner steps' states
+    z0, zg, z_real = encode_states(env, model, np.stack([at_rest(start, k), at_rest(goal, k), final]))[:, None]
     pd = model.normalize_actions(torch.as_tensor(native.reshape(1, horizon, -1)))
     plan = planner.plan(model, z0, zg, horizon)
     with torch.no_grad():
@@ -77,8 +92,7 @@ def probe(env, model, planner, start: np.ndarray, goal: np.ndarray, waypoints: l
 def landscape(env, model) -> str:
     """Table 4 (module docstring): mean latent distances between free cell centres at rest, by route length."""
     cells = [tuple(c) for c in env.free_cells]
-    with torch.no_grad():
-        s = model.encode(torch.as_tensor(np.array([[*env.cell_xy(c), 0.0, 0.0] for c in cells], np.float32)))
+    s = encode_states(env, model, np.stack([at_rest([*env.cell_xy(c), 0.0, 0.0], model.history) for c in cells]))
     parts = {"planner latent": s}
     if getattr(model, "reach", None) is not None:     # a single JEPA with a reach head
         D = model.cfg.latent_dim

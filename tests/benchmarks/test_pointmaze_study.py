@@ -19,8 +19,9 @@ def env():
 def test_stopping_pd_stops_on_the_goal_within_one_horizon(env):
     goal = np.array([*env.cell_xy((1, 1)), 0.0, 0.0]) + np.array([0.1, -0.15, 0.0, 0.0])
     env.set_state(goal + np.array([0.6, 0.0, 0.0, 0.0]))
-    native = pointmaze_study.pd_actions(env, goal[:2], [], steps=25 * env.cfg.action_block)
+    native, visited = pointmaze_study.pd_actions(env, goal[:2], [], steps=25 * env.cfg.action_block)
     assert native.shape == (125, 2) and env.distance(env.get_state(), goal) < 0.1
+    assert visited.shape == (125, 4) and np.array_equal(visited[-1], env.get_state())
     assert np.linalg.norm(env.get_state()[2:]) < 0.1
 
 
@@ -46,10 +47,10 @@ def test_the_landscape_table_measures_distance_by_route_length(env):
     """Known answer: a latent that is the ball's xy puts UMaze's neighbouring cells 1 apart, and the two ends of
     the U (a 6-cell route round the wall) 2 apart."""
     class XY:
-        latent_dim = 2
+        latent_dim, history = 2, 1
 
-        def encode(self, states):
-            return states[:, :2]
+        def encode(self, windows):
+            return windows[:, -1, :2]
 
     rows = pointmaze_study.landscape(env, XY()).splitlines()
     assert rows[0].startswith("| route length (cells) | pairs | mean planner latent distance |")
@@ -66,3 +67,26 @@ def test_results_whose_checkpoint_has_changed_since_are_refused(tmp_path):
     path.write_text(json.dumps({"env": "pointmaze", "checkpoint": str(checkpoint), "checkpoint_sha256": "0" * 64}))
     with pytest.raises(SystemExit, match="has changed since that run.*checkpoint=PATH"):
         pointmaze_study.main([f"results={path}"])
+
+
+def test_a_pixel_model_sees_the_frames_of_the_states_windows():
+    """A 2-frame pixel model gets (N, 2, S, S, 3) windows of the env's frames of those states, oldest first, and a
+    state at rest is one frame repeated, as the agent's window at reset."""
+    env = envs.make("pointmaze", obs_type="pixels")
+    seen = []
+
+    class Frames:
+        history = 2
+
+        def encode(self, windows):
+            seen.append(windows.numpy())
+            return windows.flatten(1).float()
+
+    a, b = np.array([*env.cell_xy((1, 1)), 0.0, 0.0]), np.array([*env.cell_xy((1, 3)), 0.0, 0.0])
+    pointmaze_study.encode_states(env, Frames(), np.stack([pointmaze_study.at_rest(a, 2), np.stack([a, b])]))
+    frames = seen[0]
+    assert frames.shape == (2, 2, 64, 64, 3) and frames.dtype == np.uint8
+    assert np.array_equal(frames[0, 0], env.observe_state(a)) and np.array_equal(frames[0, 1], frames[0, 0])
+    assert np.array_equal(frames[1, 0], frames[0, 0]) and np.array_equal(frames[1, 1], env.observe_state(b))
+    assert not np.array_equal(frames[1, 0], frames[1, 1])
+    env.close()
