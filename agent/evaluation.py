@@ -42,12 +42,12 @@ USER_ERRORS = (envs.EnvError, planners.PlannerError, worldmodels.ModelError, Age
 
 # ---- the model ------------------------------------------------------------------------------------------------
 def load_world_model(env_cfg: envs.EnvConfig, checkpoint: str | None = None, device: str = "cpu"):
-    """(model frozen in eval mode, meta, checkpoint path) for `checkpoint` (None: the shipped
-    worldmodels/pretrained/<env>.pt) on `device`, checked to fit the env. Warns on stderr when the metrics train.py
+    """(model frozen in eval mode, meta, checkpoint path) for `checkpoint` (None: the shipped one,
+    `shipped_checkpoint`) on `device`, checked to fit the env. Warns on stderr when the metrics train.py
     stored in it say the model is unusable for planning (`worldmodels.metrics.planning_warning`)."""
     if device != "cpu" and not (device.startswith("cuda") and torch.cuda.is_available()):
         raise AgentError(f"device={device!r}: choose cpu" + (" or cuda" if torch.cuda.is_available() else ""))
-    path = Path(checkpoint) if checkpoint else worldmodels.checkpoint.PRETRAINED / f"{env_cfg.name}.pt"
+    path = Path(checkpoint) if checkpoint else shipped_checkpoint(env_cfg)
     if not checkpoint and not path.exists():
         raise worldmodels.CheckpointError(f"no shipped checkpoint for env {env_cfg.name!r} at {path}; "
                                           f"pass checkpoint=PATH (train one with train.py)")
@@ -64,6 +64,13 @@ def load_world_model(env_cfg: envs.EnvConfig, checkpoint: str | None = None, dev
     if warning:
         print(f"WARNING: {path}: {warning}", file=sys.stderr)
     return model, meta, path
+
+
+def shipped_checkpoint(env_cfg: envs.EnvConfig) -> Path:
+    """worldmodels/pretrained/<env>-<obs_type>.pt where the project ships a model for that observation type beside
+    the env's default one (pointmaze: pixels beside state), else <env>.pt."""
+    for_obs_type = worldmodels.checkpoint.PRETRAINED / f"{env_cfg.name}-{env_cfg.obs_type}.pt"
+    return for_obs_type if for_obs_type.exists() else worldmodels.checkpoint.PRETRAINED / f"{env_cfg.name}.pt"
 
 
 def check_model_fits_env(meta: dict, env_cfg: envs.EnvConfig, default_options: dict) -> None:

@@ -21,7 +21,7 @@ from worldmodels.model import JEPA, Ensemble, ModelConfig, ModelError, build_mod
 
 FORMAT = "grasp-wm/jepa"
 FORMAT_VERSION = 1
-PRETRAINED = Path(__file__).resolve().parent / "pretrained"  # the shipped <env>.pt files
+PRETRAINED = Path(__file__).resolve().parent / "pretrained"  # the shipped <env>.pt (and <env>-<obs_type>.pt) files
 
 
 class CheckpointError(ModelError):

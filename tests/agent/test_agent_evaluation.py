@@ -6,8 +6,8 @@ import pytest
 import torch
 from conftest import save_tiny_checkpoint
 
-from agent.evaluation import (check_model_fits_env, episode_seeds, load_world_model, reference_frames, summarize,
-                              wilson, write_json)
+from agent.evaluation import (check_model_fits_env, episode_seeds, load_world_model, reference_frames,
+                              shipped_checkpoint, summarize, wilson, write_json)
 from agent.mpc import AgentError, Episode, PlanRecord
 from envs import env_config, make
 from envs.data import collect
@@ -133,3 +133,12 @@ def test_fresh_reference_frames_are_announced_before_they_are_collected(tmp_path
     reference_frames(model, {"data": {"path": str(tmp_path / "not-here")}}, env_config("wall", obs_type="state"), 0)
     assert said == ["plan pictures: 576 fresh reference frames from the env's data policy (training data not on this "
                     "machine)\n"]
+
+
+def test_the_shipped_checkpoint_is_the_one_for_the_observation_type():
+    """pointmaze ships a state model (its default) and a 2-frame pixel model; other envs one file for both."""
+    assert shipped_checkpoint(env_config("pointmaze", obs_type="state")).name == "pointmaze.pt"
+    assert shipped_checkpoint(env_config("pointmaze", obs_type="pixels")).name == "pointmaze-pixels.pt"
+    assert shipped_checkpoint(env_config("wall", obs_type="state")).name == "wall.pt"
+    model, meta, path = load_world_model(env_config("pointmaze", obs_type="pixels"))
+    assert path.name == "pointmaze-pixels.pt" and model.history == 2 and meta["env"]["obs_type"] == "pixels"
