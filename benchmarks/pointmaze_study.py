@@ -68,6 +68,12 @@ def encode_states(env, model, windows: np.ndarray) -> torch.Tensor:
         return model.encode(torch.as_tensor(obs))
 
 
+def last_planner_steps(visited: np.ndarray, k: int, block: int) -> np.ndarray:
+    """The states (k, 4) the agent's window would hold after `visited` (native steps): the last k planner steps'
+    (`block` native steps apart, ending at the last), oldest first."""
+    return visited[len(visited) - 1 - block * np.arange(k)[::-1]]
+
+
 def at_rest(state: np.ndarray, history: int) -> np.ndarray:
     """A window of one state repeated, as the agent's at reset and for goals."""
     return np.repeat(np.asarray(state, np.float64)[None], history, axis=0)
@@ -78,7 +84,7 @@ def probe(env, model, planner, start: np.ndarray, goal: np.ndarray, waypoints: l
     k, block = model.history, env.cfg.action_block
     env.set_state(start)
     native, visited = pd_actions(env, goal[:2], waypoints, horizon * block)
-    final = visited[len(visited) - 1 - block * np.arange(k)[::-1]]   # the last k planner steps' states
+    final = last_planner_steps(visited, k, block)
     z0, zg, z_real = encode_states(env, model, np.stack([at_rest(start, k), at_rest(goal, k), final]))[:, None]
     pd = model.normalize_actions(torch.as_tensor(native.reshape(1, horizon, -1)))
     plan = planner.plan(model, z0, zg, horizon)

@@ -90,3 +90,9 @@ def test_a_pixel_model_sees_the_frames_of_the_states_windows():
     assert np.array_equal(frames[1, 0], frames[0, 0]) and np.array_equal(frames[1, 1], env.observe_state(b))
     assert not np.array_equal(frames[1, 0], frames[1, 1])
     env.close()
+
+
+def test_the_real_end_window_holds_the_last_planner_steps_oldest_first():
+    visited = np.arange(20.0)[:, None].repeat(4, axis=1)          # state i after native step i + 1
+    assert pointmaze_study.last_planner_steps(visited, 2, 5)[:, 0].tolist() == [14.0, 19.0]
+    assert pointmaze_study.last_planner_steps(visited, 1, 5)[:, 0].tolist() == [19.0]
