@@ -37,6 +37,7 @@ import envs
 import planners
 from agent.evaluation import load_world_model
 from benchmarks import cli
+from benchmarks.oracle_probe import last_window
 from envs.pointmaze import ROUTE_KD, ROUTE_KP, STOP_KD, STOP_KP
 from worldmodels import provenance
 
@@ -68,24 +69,14 @@ def encode_states(env, model, windows: np.ndarray) -> torch.Tensor:
         return model.encode(torch.as_tensor(obs))
 
 
-def last_planner_steps(visited: np.ndarray, k: int, block: int) -> np.ndarray:
-    """The states (k, 4) the agent's window would hold after `visited` (native steps): the last k planner steps'
-    (`block` native steps apart, ending at the last), oldest first."""
-    return visited[len(visited) - 1 - block * np.arange(k)[::-1]]
-
-
-def at_rest(state: np.ndarray, history: int) -> np.ndarray:
-    """A window of one state repeated, as the agent's at reset and for goals."""
-    return np.repeat(np.asarray(state, np.float64)[None], history, axis=0)
-
-
 def probe(env, model, planner, start: np.ndarray, goal: np.ndarray, waypoints: list, horizon: int) -> dict:
     """The PD's and the planner's predicted terminal latent errors from `start` (a state) to `goal`."""
     k, block = model.history, env.cfg.action_block
     env.set_state(start)
     native, visited = pd_actions(env, goal[:2], waypoints, horizon * block)
-    final = last_planner_steps(visited, k, block)
-    z0, zg, z_real = encode_states(env, model, np.stack([at_rest(start, k), at_rest(goal, k), final]))[:, None]
+    final = last_window(visited[block - 1::block], k)   # the agent's window after the PD's planner steps
+    windows = np.stack([last_window(start[None], k), last_window(goal[None], k), final])   # start, goal at rest
+    z0, zg, z_real = encode_states(env, model, windows)[:, None]
     pd = model.normalize_actions(torch.as_tensor(native.reshape(1, horizon, -1)))
     plan = planner.plan(model, z0, zg, horizon)
     with torch.no_grad():
@@ -98,7 +89,8 @@ def probe(env, model, planner, start: np.ndarray, goal: np.ndarray, waypoints: l
 def landscape(env, model) -> str:
     """Table 4 (module docstring): mean latent distances between free cell centres at rest, by route length."""
     cells = [tuple(c) for c in env.free_cells]
-    s = encode_states(env, model, np.stack([at_rest([*env.cell_xy(c), 0.0, 0.0], model.history) for c in cells]))
+    s = encode_states(env, model, np.stack([last_window(np.array([[*env.cell_xy(c), 0.0, 0.0]]), model.history)
+                                            for c in cells]))
     parts = {"planner latent": s}
     if getattr(model, "reach", None) is not None:     # a single JEPA with a reach head
         D = model.cfg.latent_dim

@@ -7,6 +7,7 @@ import pytest
 
 import envs
 from benchmarks import pointmaze_study
+from benchmarks.oracle_probe import last_window
 
 
 @pytest.fixture
@@ -83,7 +84,7 @@ def test_a_pixel_model_sees_the_frames_of_the_states_windows():
             return windows.flatten(1).float()
 
     a, b = np.array([*env.cell_xy((1, 1)), 0.0, 0.0]), np.array([*env.cell_xy((1, 3)), 0.0, 0.0])
-    pointmaze_study.encode_states(env, Frames(), np.stack([pointmaze_study.at_rest(a, 2), np.stack([a, b])]))
+    pointmaze_study.encode_states(env, Frames(), np.stack([last_window(a[None], 2), np.stack([a, b])]))
     frames = seen[0]
     assert frames.shape == (2, 2, 64, 64, 3) and frames.dtype == np.uint8
     assert np.array_equal(frames[0, 0], env.observe_state(a)) and np.array_equal(frames[0, 1], frames[0, 0])
@@ -94,5 +95,6 @@ def test_a_pixel_model_sees_the_frames_of_the_states_windows():
 
 def test_the_real_end_window_holds_the_last_planner_steps_oldest_first():
     visited = np.arange(20.0)[:, None].repeat(4, axis=1)          # state i after native step i + 1
-    assert pointmaze_study.last_planner_steps(visited, 2, 5)[:, 0].tolist() == [14.0, 19.0]
-    assert pointmaze_study.last_planner_steps(visited, 1, 5)[:, 0].tolist() == [19.0]
+    block = 5
+    assert last_window(visited[block - 1::block], 2)[:, 0].tolist() == [14.0, 19.0]
+    assert last_window(visited[block - 1::block], 1)[:, 0].tolist() == [19.0]
