@@ -24,6 +24,8 @@ own plan calls are in every row (in mpc mode later calls plan for fewer problems
 Times: wall clock of batched plan calls, one torch thread per process. An episode's time to success is its own
 planning time up to success: each batched solve's seconds divided by the problems in it, summed over its solves
 (env stepping not counted; agent/mpc.py `Episode`); the table gives the median over successful episodes.
+Search quality: every row has `median_cold_plan_cost`, the median of the cold plans' true rollout cost in the model
+(what `Plan.cost` reports); a planner that succeeds less while its plans cost more in the model searched worse.
 Paired comparison: every planner solves the same tasks, so results.md gives, per horizon, GRASP (or the first
 planner when grasp is not swept) against each other planner: the tasks only one of the two solved and the exact
 McNemar p-value (two-sided binomial test on those discordant tasks).
@@ -256,6 +258,14 @@ def run_cell(cfg, shard, model, planner, mpc: MPCConfig, h: int, tasks: Tasks, s
     return [{"index": i, **e.summary()} for i, e in enumerate(episodes)], records
 
 
+def median_cold_plan_cost(records) -> float | None:
+    """Median over the episodes' first (cold) solves of the returned plan's true rollout cost in the model,
+    ||s_H(a) - g||^2: on identical tasks and one model, how well each planner searched the cost it was given
+    (None without a cold solve)."""
+    costs = [c for r in records if not r.warm for c in r.cost.tolist()]
+    return float(np.median(costs)) if costs else None
+
+
 def log_cell(logdir: Path, name: str, row: dict, key: dict, records) -> None:
     """One TensorBoard run per cell: planner curves (plan/, perf/), eval/ metrics and its HParams entry."""
     run_dir = logdir / "tb" / name
@@ -303,6 +313,11 @@ def markdown(res: dict) -> str:
     if res["mode"] == "open_loop":
         out += ["## Success at the last step % (DINO-WM protocol) [95% interval]", "",
                 *table(lambda r: f"{pct(r['success_final_rate'])} [{ci(r['success_final_ci95'])}]"), ""]
+    if any(r.get("median_cold_plan_cost") is not None for r in res["rows"]):
+        out += ["## Cold plans in the model: median true-rollout cost ||s_H(a) − g||² of the returned plan", "",
+                "What each planner's first solve achieved in the model it searched (same tasks, same model; lower "
+                "is a better search of that cost; - : not recorded).", "",
+                *table(lambda r: fmt(r.get("median_cold_plan_cost"), ".3g")), ""]
     pairs = {(p["other"], p["horizon"]): p for p in res["paired"]}
     if pairs:
         ref, others = res["paired"][0]["reference"], [n for n in names if n != res["paired"][0]["reference"]]
@@ -450,6 +465,7 @@ def run(cfg, shard: sharding.Shard = sharding.Shard(), argv=()) -> dict | None:
             episodes, records = ran
             budget = entries[f"{name}-H{h}"]
             row = {"planner": name, "horizon": h, "mode": cfg.mode, **summarize(episodes, records),
+                   "median_cold_plan_cost": median_cold_plan_cost(records),
                    "iters": key["planner"]["iters"], "iters_warm": key["planner"]["iters_warm"],
                    "sec_per_iter": budget["sec_per_iter"], "calibration_plan_time_s": budget.get("plan_s"),
                    "load_1min": [load_start, load_1min()], "git_commit": commit,

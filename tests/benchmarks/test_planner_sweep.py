@@ -7,10 +7,12 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 from agent.evaluation import wilson
+from agent.mpc import PlanRecord
 from benchmarks import planner_sweep as bench
 from conftest import save_tiny_checkpoint
 from worldmodels import provenance
@@ -51,10 +53,12 @@ def test_tiny_sweep_writes_results_and_a_rerun_skips_finished_cells(checkpoint, 
         assert r["success_ci95"] == wilson(r["successes"], 4)
         assert (r["iters"], r["iters_warm"]) == ((300, 100) if r["planner"] == "grasp" else (30, 30))
         assert r["mean_plan_time_s"] > 0 and (r["median_time_to_success_s"] is None) == (r["successes"] == 0)
+        assert r["median_cold_plan_cost"] >= 0
     per_episode = cells(logdir)["grasp-H3-open_loop"]["per_episode"]
     assert [e["index"] for e in per_episode] == [0, 1, 2, 3] and all(e["steps"] == 3 for e in per_episode)
     assert res["git_commit"] and res["command"].startswith("python -m benchmarks.planner_sweep checkpoint=")
     md = (logdir / "results.md").read_text()
+    assert "## Cold plans in the model" in md
     assert "| H | grasp | cem |" in md and res["command"] in md and res["git_commit"] in md
     first = next(r for r in res["rows"] if r["planner"] == "grasp" and r["horizon"] == 2)
     assert f"| 2 | {100 * first['success_rate']:.1f} / " in md
@@ -175,6 +179,14 @@ def test_equal_time_calibration_picks_the_count_whose_call_takes_closest_to_the_
                                      (2, 10, 0.03857421875), (10, 2, 0.03857421875), (3, 4, 1.0), (0, 1, 1.0)])
 def test_exact_mcnemar_matches_the_binomial_test(b, c, p):
     assert bench.mcnemar_exact(b, c) == pytest.approx(p, rel=1e-12)
+
+
+def test_median_cold_plan_cost_takes_every_cold_problem_and_no_warm_one():
+    def rec(warm, costs):
+        return PlanRecord(0, list(range(len(costs))), warm, 0.1, 1, torch.tensor(costs), {})
+    records = [rec(False, [1.0, 5.0]), rec(True, [0.0, 0.0, 0.0]), rec(False, [2.0, float("inf")])]
+    assert bench.median_cold_plan_cost(records) == 3.5   # median of 1, 2, 5, inf
+    assert bench.median_cold_plan_cost([rec(True, [1.0])]) is None
 
 
 def test_paired_counts_tasks_only_one_planner_solved():
