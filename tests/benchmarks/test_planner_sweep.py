@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
+import configs
 from agent.evaluation import wilson
 from agent.mpc import PlanRecord
 from benchmarks import planner_sweep as bench
@@ -256,3 +258,10 @@ def test_torchrun_two_processes_merge_into_the_single_process_results(checkpoint
     assert two_res["processes"] == 2 and two_res["command"].startswith("torchrun --nproc_per_node=2 -m benchmarks.planner_sweep ")
     assert timeless(two_res) == timeless(one_res)
     assert timeless(cells(tmp_path / "two")) == timeless(cells(tmp_path / "one"))
+
+
+@pytest.mark.parametrize("env", ["pusht", "reacher"])
+def test_an_env_settings_variant_is_that_env_files_grasp_settings(env):
+    variant = dict(OmegaConf.load(configs.CONFIG_DIR / "benchmark.yaml").variants[f"grasp_{env}"])
+    assert variant.pop("base") == "grasp"
+    assert variant == dict(OmegaConf.load(configs.CONFIG_DIR / "env" / f"{env}.yaml").planner_settings.grasp)
