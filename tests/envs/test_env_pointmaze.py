@@ -121,6 +121,15 @@ def test_bad_state_or_option_raises_env_error(env):
         envs.make("pointmaze", options={"maze": "UMaze"})
 
 
+def test_goals_too_close_to_ever_miss_are_an_env_error_naming_goal_steps():
+    # a ball at rest moves far less than the success radius in 2 native steps: every trajectory task is trivial
+    env = envs.make("pointmaze", obs_type="state", goal_mode="trajectory", goal_steps=2)
+    env.max_task_tries = 5
+    with pytest.raises(envs.EnvError, match="goal_steps=2 native steps"):
+        env.reset(seed=0)
+    env.close()
+
+
 def test_coverage_counts_free_cells():
     env = envs.make("pointmaze", obs_type="state")   # UMaze: 7 free cells
     cells = [env.cell_xy(c) for c in env.free_cells]
