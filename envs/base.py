@@ -245,8 +245,9 @@ class GoalEnv(gym.Env):
                 goal = self.get_state()
             if not self.is_success(start, goal):
                 return start, goal
-        hint = (f"goal_steps={self.cfg.goal_steps} native steps ahead is always within reach: use more goal_steps "
-                f"(a longer horizon)" if self.cfg.goal_mode == "trajectory" else "the start given is at every goal drawn")
+        hint = (f"a goal goal_steps={self.cfg.goal_steps} native steps ahead stays within the success threshold of "
+                f"its start: use more goal_steps (a longer horizon)" if self.cfg.goal_mode == "trajectory"
+                else "the start given is at every goal drawn")
         raise EnvError(f"{self.cfg.name}: no task in {self.max_task_tries} draws whose start is not already at its goal "
                        f"(goal_mode={self.cfg.goal_mode}); {hint}")
 
