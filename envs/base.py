@@ -248,8 +248,8 @@ class GoalEnv(gym.Env):
         hint = (f"a goal goal_steps={self.cfg.goal_steps} native steps ahead stays within the success threshold of "
                 f"its start: use more goal_steps (a longer horizon)" if self.cfg.goal_mode == "trajectory"
                 else "the start given is at every goal drawn")
-        raise EnvError(f"{self.cfg.name}: no task in {self.max_task_tries} draws whose start is not already at its goal "
-                       f"(goal_mode={self.cfg.goal_mode}); {hint}")
+        raise EnvError(f"{self.cfg.name}: no task in {self.max_task_tries} draws whose start is not already at its "
+                       f"goal (goal_mode={self.cfg.goal_mode}); {hint}")
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
