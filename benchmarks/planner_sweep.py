@@ -24,8 +24,9 @@ own plan calls are in every row (in mpc mode later calls plan for fewer problems
 Times: wall clock of batched plan calls, one torch thread per process. An episode's time to success is its own
 planning time up to success: each batched solve's seconds divided by the problems in it, summed over its solves
 (env stepping not counted; agent/mpc.py `Episode`); the table gives the median over successful episodes.
-Search quality: every row has `median_cold_plan_cost`, the median of the cold plans' true rollout cost in the model
-(what `Plan.cost` reports); a planner that succeeds less while its plans cost more in the model searched worse.
+Search in the model: every row has `median_cold_plan_cost`, the median true rollout cost in the model of each
+episode's first (cold) plan (what `Plan.cost` reports); lower is a better search of the model's cost, which does not
+by itself mean more success in the env.
 Paired comparison: every planner solves the same tasks, so results.md gives, per horizon, GRASP (or the first
 planner when grasp is not swept) against each other planner: the tasks only one of the two solved and the exact
 McNemar p-value (two-sided binomial test on those discordant tasks).
@@ -259,10 +260,10 @@ def run_cell(cfg, shard, model, planner, mpc: MPCConfig, h: int, tasks: Tasks, s
 
 
 def median_cold_plan_cost(records) -> float | None:
-    """Median over the episodes' first (cold) solves of the returned plan's true rollout cost in the model,
-    ||s_H(a) - g||^2: on identical tasks and one model, how well each planner searched the cost it was given
-    (None without a cold solve)."""
-    costs = [c for r in records if not r.warm for c in r.cost.tolist()]
+    """Median over the episodes' first plans (cold solves, control step 0) of the returned plan's true rollout
+    cost in the model, ||s_H(a) - g||^2, the cost every planner reports: on identical tasks and one model, how far
+    each planner's search got in it. A plan with non-finite cost counts as +inf. None without a first solve."""
+    costs = [c for r in records if r.control_step == 0 for c in r.cost.tolist()]
     return float(np.median(costs)) if costs else None
 
 
@@ -315,8 +316,8 @@ def markdown(res: dict) -> str:
                 *table(lambda r: f"{pct(r['success_final_rate'])} [{ci(r['success_final_ci95'])}]"), ""]
     if any(r.get("median_cold_plan_cost") is not None for r in res["rows"]):
         out += ["## Cold plans in the model: median true-rollout cost ||s_H(a) − g||² of the returned plan", "",
-                "What each planner's first solve achieved in the model it searched (same tasks, same model; lower "
-                "is a better search of that cost; - : not recorded).", "",
+                "Each episode's first (cold) plan, costed in the model (same tasks, same model): lower is a better "
+                "search of the model's cost, not by itself more success in the env; - : not recorded.", "",
                 *table(lambda r: fmt(r.get("median_cold_plan_cost"), ".3g")), ""]
     pairs = {(p["other"], p["horizon"]): p for p in res["paired"]}
     if pairs:

@@ -245,9 +245,12 @@ class GoalEnv(gym.Env):
                 goal = self.get_state()
             if not self.is_success(start, goal):
                 return start, goal
-        hint = (f"a goal goal_steps={self.cfg.goal_steps} native steps ahead stays within the success threshold of "
-                f"its start: use more goal_steps (a longer horizon)" if self.cfg.goal_mode == "trajectory"
-                else "the start given is at every goal drawn")
+        if self.cfg.goal_mode == "trajectory":
+            hint = (f"a goal {self.cfg.goal_steps} native steps ahead (goal_steps) stays within the success threshold "
+                    f"of its start: use more goal_steps (a longer horizon)")
+        else:
+            hint = "every goal drawn was within the success threshold of " + ("the start given" if given is not None
+                                                                              else "its start")
         raise EnvError(f"{self.cfg.name}: no task in {self.max_task_tries} draws whose start is not already at its "
                        f"goal (goal_mode={self.cfg.goal_mode}); {hint}")
 

@@ -183,12 +183,13 @@ def test_exact_mcnemar_matches_the_binomial_test(b, c, p):
     assert bench.mcnemar_exact(b, c) == pytest.approx(p, rel=1e-12)
 
 
-def test_median_cold_plan_cost_takes_every_cold_problem_and_no_warm_one():
-    def rec(warm, costs):
-        return PlanRecord(0, list(range(len(costs))), warm, 0.1, 1, torch.tensor(costs), {})
-    records = [rec(False, [1.0, 5.0]), rec(True, [0.0, 0.0, 0.0]), rec(False, [2.0, float("inf")])]
+def test_median_cold_plan_cost_takes_every_episodes_first_plan_and_no_later_one():
+    def rec(step, warm, costs):
+        return PlanRecord(step, list(range(len(costs))), warm, 0.1, 1, torch.tensor(costs), {})
+    records = [rec(0, False, [1.0, 5.0]), rec(1, True, [0.0, 0.0, 0.0]), rec(0, False, [2.0, float("inf")]),
+               rec(5, False, [0.0])]   # a later cold re-plan (replan_every = H, or no warm start) is not a first plan
     assert bench.median_cold_plan_cost(records) == 3.5   # median of 1, 2, 5, inf
-    assert bench.median_cold_plan_cost([rec(True, [1.0])]) is None
+    assert bench.median_cold_plan_cost([rec(1, True, [1.0])]) is None
 
 
 def test_paired_counts_tasks_only_one_planner_solved():

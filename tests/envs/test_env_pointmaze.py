@@ -121,12 +121,18 @@ def test_bad_state_or_option_raises_env_error(env):
         envs.make("pointmaze", options={"maze": "UMaze"})
 
 
-def test_goals_too_close_to_ever_miss_are_an_env_error_naming_goal_steps():
+def test_tasks_that_are_always_trivial_are_an_env_error_naming_the_cause():
     # a ball at rest moves far less than the success radius in 2 native steps: every trajectory task is trivial
     env = envs.make("pointmaze", obs_type="state", goal_mode="trajectory", goal_steps=2)
     env.max_task_tries = 5
-    with pytest.raises(envs.EnvError, match="goal_steps=2 native steps"):
+    with pytest.raises(envs.EnvError, match=r"goal_mode=trajectory.*a goal 2 native steps ahead \(goal_steps\)"):
         env.reset(seed=0)
+    env.close()
+    # a random goal drawn for a start on top of every goal there is: the start given is named
+    env = envs.make("pointmaze", obs_type="state")
+    env.max_task_tries, env.is_success = 3, lambda start, goal: True
+    with pytest.raises(envs.EnvError, match="goal_mode=random.*the start given"):
+        env.reset(seed=0, options={"start_state": env.sample_state(np.random.default_rng(0))})
     env.close()
 
 
