@@ -64,6 +64,8 @@ def test_tiny_sweep_writes_results_and_a_rerun_skips_finished_cells(checkpoint, 
     assert "| H | grasp | cem |" in md and res["command"] in md and res["git_commit"] in md
     first = next(r for r in res["rows"] if r["planner"] == "grasp" and r["horizon"] == 2)
     assert f"| 2 | {100 * first['success_rate']:.1f} / " in md
+    cem = next(r for r in res["rows"] if r["planner"] == "cem" and r["horizon"] == 2)
+    assert f"| 2 | {first['median_cold_plan_cost']:.3g} | {cem['median_cold_plan_cost']:.3g} |" in md
     assert (logdir / "results.png").stat().st_size > 1000
     acc = EventAccumulator(str(logdir / "tb" / "cem-H3-open_loop")).Reload()
     assert {"eval/success_rate", "perf/plan_time_s", "plan/cold/best_cost"} <= set(acc.Tags()["scalars"])
