@@ -1,5 +1,4 @@
 """`key=value` arguments of the small benchmarks (planner_sweep.py uses the project's config loader instead)."""
-import envs
 
 
 def parse(argv: list[str], defaults: dict[str, str], accepted: str) -> dict[str, str]:
@@ -14,6 +13,7 @@ def parse(argv: list[str], defaults: dict[str, str], accepted: str) -> dict[str,
 
 
 def env_names(value: str) -> list[str]:
+    import envs  # here, so that benchmarks without environments (planner_speed) run without the simulators
     names = value.split(",")
     unknown = [n for n in names if n not in envs.ENVS]
     if unknown:

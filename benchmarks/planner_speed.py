@@ -13,7 +13,8 @@ columns below (default all). Prints, per (H, B):
   - ms/iter: time from the first to the last iteration's callback / (n - 1), best of `repeats` after one warm-up,
     so per-solve setup is excluded; GRASP's periodic sync is amortised into its default column (n = 2 sync_every
     + 1: two syncs; an early stop by `patience` shortens n),
-  - s/call: one whole `plan()` call at the planner's default (cold) budget, best of `calls` (0: skip),
+  - s/call: one whole `plan()` call at the planner's default (cold) budget, best of `calls` (0: skip), and
+    s/first call: the same call on a new planner object, once (GRASP's CUDA graphs are captured then, per shape),
   - the same model's `predict` forward + action-backward on B*H rows (the call GRASP makes every iteration),
 and two ratios:
   - one GRASP core iteration (sync=none) / predict fwd+bwd (target <= 1.5: planner overhead is small),
@@ -36,6 +37,7 @@ DEFAULT_CHECKPOINT = worldmodels.checkpoint.PRETRAINED / "wall.pt"
 # column -> (planner name, overrides, iterations timed for ms/iter; None: two sync periods of the config, + 1)
 COLUMNS = {
     "grasp": ("grasp", {}, None),
+    "grasp (eager)": ("grasp", {"cuda_graphs": False}, None),  # the same as grasp on CPU
     "grasp (sync=none)": ("grasp", {"sync": "none"}, 26),
     "latco": ("latco", {}, 26),
     "gd": ("gd", {}, 5),
@@ -104,6 +106,12 @@ def plan_call_s(planner, model, start, goal, horizon, calls) -> float:
                  start.device)
 
 
+def first_call_s(column: str, model, start, goal, horizon) -> float:
+    """The same call on a new planner object: what a program's first plan() at a shape costs."""
+    name, overrides, _ = COLUMNS[column]
+    return plan_call_s(planners.make(name, **overrides), model, start, goal, horizon, 1)
+
+
 def predict_fwd_bwd_ms(model, rows: int, repeats: int) -> float:
     s = torch.randn(rows, model.latent_dim, device=model.device)
     a = torch.zeros(rows, model.action_dim, device=model.device, requires_grad=True)
@@ -146,8 +154,9 @@ def main(argv: list[str]) -> None:
     made = {n: planners.make(COLUMNS[n][0], **COLUMNS[n][1]) for n in names}
     results = {}
     print("| H | B | " + " | ".join(f"{n} ms/iter" for n in names) + " | predict fwd+bwd B*H rows ms |"
-          + ("".join(f" {n} s/call |" for n in names) if calls else ""))
-    print("|---|---|" + "---|" * (len(names) + 1 + (len(names) if calls else 0)))
+          + ("".join(f" {n} s/call |" for n in names) + "".join(f" {n} s/first call |" for n in names)
+             if calls else ""))
+    print("|---|---|" + "---|" * (len(names) + 1 + (2 * len(names) if calls else 0)))
     for horizon in ints(args["horizons"]):
         for batch in ints(args["batches"]):
             gen = torch.Generator().manual_seed(1)
@@ -156,9 +165,11 @@ def main(argv: list[str]) -> None:
                                   COLUMNS[n][2] or 2 * made[n].cfg.sync_every + 1, repeats) for n in names}
             row["predict"] = predict_fwd_bwd_ms(model, batch * horizon, repeats)
             call = {n: plan_call_s(made[n], model, start, goal, horizon, calls) for n in names} if calls else {}
+            first = {n: first_call_s(n, model, start, goal, horizon) for n in names} if calls else {}
             results[horizon, batch] = row
             print(f"| {horizon} | {batch} | " + " | ".join(f"{row[n]:.2f}" for n in names)
-                  + f" | {row['predict']:.2f} |" + "".join(f" {call[n]:.3f} |" for n in call), flush=True)
+                  + f" | {row['predict']:.2f} |" + "".join(f" {call[n]:.3f} |" for n in call)
+                  + "".join(f" {first[n]:.3f} |" for n in first), flush=True)
     if not {"grasp", "grasp (sync=none)", "gd", "gd (1 start)"} <= set(names):
         return
     print("\n| H | B | GRASP core iter / predict fwd+bwd (target <= 1.5) | GD / GRASP iter "

@@ -189,6 +189,8 @@ class Incumbent:
 
     Starts from the initial plan and its true cost (rolled out here unless `cost` (B,) is given), so a warm start
     is never returned worse than it came in. `last_cost` (B,) / `last_traj` (B, H, D) hold the latest `evaluate`.
+    `cost`, `actions`, `states` and `nonfinite` are updated in place (a CUDA graph that offers candidates writes to
+    the same buffers at every replay), so a caller that keeps an old value keeps a copy.
     """
 
     def __init__(self, model, start: Tensor, goal: Tensor, actions: Tensor, states: Tensor | None = None,
@@ -203,6 +205,15 @@ class Incumbent:
         else:
             self.offer(cost, actions, states)
 
+    def restart(self, actions: Tensor, states: Tensor | None = None) -> None:
+        """Track a new solve from its initial plan, as a fresh Incumbent would, in this one's buffers."""
+        self.actions.copy_(actions)
+        if self.states is not None:
+            self.states.copy_(states)
+        self.cost.fill_(float("inf"))
+        self.nonfinite.zero_()
+        self.evaluate(actions, states)
+
     def evaluate(self, actions: Tensor, states: Tensor | None = None) -> None:
         """Roll out `actions` (B, H, A) and offer them as a candidate."""
         cost, traj = rollout_cost(self.model, self.start, self.goal, actions[:, None])
@@ -214,10 +225,10 @@ class Incumbent:
         finite = torch.isfinite(cost)
         self.nonfinite |= ~finite
         better = finite & (cost < self.cost)
-        self.cost = torch.where(better, cost, self.cost)
-        self.actions = torch.where(better[:, None, None], actions.detach(), self.actions)
+        torch.where(better, cost, self.cost, out=self.cost)
+        torch.where(better[:, None, None], actions.detach(), self.actions, out=self.actions)
         if self.states is not None:
-            self.states = torch.where(better[:, None, None], states.detach(), self.states)
+            torch.where(better[:, None, None], states.detach(), self.states, out=self.states)
 
     def offer_samples(self, cost: Tensor, samples: Tensor, states: Tensor | None = None) -> None:
         """The best of N samples per problem: cost (B, N), samples (B, N, H, A), shared states (B, H-1, D)."""
@@ -227,7 +238,9 @@ class Incumbent:
         self.offer(cost[rows, best], samples[rows, best], self.states if states is None else states)
 
     def plan(self, diagnostics: dict[str, Tensor], iters: int) -> Plan:
-        return Plan(self.actions, self.cost, self.states, diagnostics, self.nonfinite, iters)
+        """The incumbent as a Plan; it holds copies, so this tracker may be restarted for another solve."""
+        states = None if self.states is None else self.states.clone()
+        return Plan(self.actions.clone(), self.cost.clone(), states, diagnostics, self.nonfinite.clone(), iters)
 
 
 class Diagnostics:

@@ -1,70 +1,116 @@
-"""GRASP's lifted iteration as one CUDA graph (opt-in: `cuda_graphs: true`, effective only when the model and the
-latents are on a CUDA device; planners/grasp.py imports this module only then, so the CPU path never touches it).
+"""GRASP solves replayed as CUDA graphs (`cuda_graphs: true`, the default; effective only when the model and the
+latents are on a CUDA device: planners/grasp.py imports this module only then, so the CPU path never touches it).
 
-At the model sizes of this project a lifted iteration is launch-bound on a GPU: ~20 small kernels for predict,
-its action backward, the closed-form state gradient, Adam, noise and clipping (design note grasp.md section 8: a bare
-iteration took 0.925 ms eager and 0.168 ms replayed as one graph on an H100, B = 16, H = 50). The graph is
-captured once per plan() call on the planner's own buffers (the chain of states, the actions, the gradient
-buffer and Adam's moments are static tensors), after a warm-up on a side stream whose effects are undone.
-What changes between iterations lives in small device tensors filled before each replay: sigma (times the latent
-scale k), gamma, Adam's bias
-corrections, and the state noise, which is drawn eagerly from the planner's generator with the same call as the
-eager path, so both paths consume the same random numbers. The sync (serial rollout) stays eager.
-
-Written without a GPU at hand and kept opt-in (default false): tests/planners/test_planner_grasp.py checks it
-against the eager path and is skipped where CUDA is absent.
+At this project's model sizes a GRASP solve on a GPU is bound by kernel launches and serial depth, not arithmetic
+(design note grasp.md section 8: on an H100 the sync, sync_steps Adam steps through the H-step serial rollout, was
+85-90 % of a plan call's time, and a bare lifted iteration took 0.925 ms eager against 0.168 ms as one graph). So
+each solve shape (model, B, H) gets two graphs, captured on its first solve and kept with their static buffers across
+plan() calls (an MPC agent re-plans at one shape):
+  - the lifted iteration: predict on B*H rows, its action backward, the closed-form state gradient, Adam, noise, clip;
+  - the sync (sync=grad): its sync_steps rollouts, backwards and Adam steps, the incumbent's updates and the final
+    evaluation. Its Adam starts afresh at every sync, so its step counts are the same at every replay.
+What changes between replays of the iteration lives in small device tensors filled before each: sigma * k, gamma,
+Adam's bias corrections, and the state noise, drawn eagerly from the planner's generator with the same call as the
+eager path, so both paths consume the same random numbers. Each graph is captured after one warm-up run on a side
+stream whose writes are undone (capturing itself runs nothing).
 """
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
-from planners.base import clip
+from planners.base import Incumbent, clip
 
-WARMUP_ITERS = 3
+MAX_SHAPES = 8  # graphs kept per planner; the oldest shape is dropped first
 
 
-class GraspGraph:
-    def __init__(self, planner, model, chain: Tensor, actions: Tensor, grad: Tensor, grad_states: Tensor,
-                 grad_actions: Tensor, adam, generator: torch.Generator, scale: Tensor):
-        self.adam, self.generator = adam, generator
-        like = chain
-        self.scale = scale  # the latent scale k (B, 1, 1), fixed for the solve
-        self.sigma = torch.zeros_like(scale)  # sigma * k
-        self.gamma = torch.zeros((), device=like.device, dtype=like.dtype)
-        self.corrections = torch.zeros(2, device=like.device, dtype=like.dtype)
-        self.states = chain[:, 1:-1]
-        self.noise = torch.zeros_like(self.states)
+def solve_graphs(planner, model, start: Tensor, horizon: int) -> "SolveGraphs":
+    """The planner's graphs for this model and shape, made (not yet captured) on first use."""
+    key = (id(model), tuple(start.shape), horizon, start.dtype, start.device)  # entries hold the model: ids stay
+    cache = planner.solve_graphs
+    if key not in cache:
+        if len(cache) >= MAX_SHAPES:
+            del cache[next(iter(cache))]
+        cache[key] = SolveGraphs(planner, model, start, horizon)
+    return cache[key]
 
-        def iteration() -> tuple[Tensor, Tensor]:
-            losses = planner._lifted_grad(model, chain, actions, grad_states, grad_actions, self.gamma, scale)
-            adam.step_graphable(grad, self.corrections)
-            self.states.addcmul_(self.noise, self.sigma)
-            clip(model, actions, planner.cfg.clip_actions)
-            return losses
 
-        saved = [t.clone() for t in (adam.params, adam.m, adam.v, grad)]
-        side = torch.cuda.Stream(device=like.device)
-        side.wait_stream(torch.cuda.current_stream(like.device))
-        with torch.cuda.stream(side):
-            for _ in range(WARMUP_ITERS):
-                iteration()
-        torch.cuda.current_stream(like.device).wait_stream(side)
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
-            self.outputs = iteration()  # dyn_loss, goal_loss (B,): overwritten by every replay
-        for live, copy in zip((adam.params, adam.m, adam.v, grad), saved):
-            live.copy_(copy)
+def capture(fn, state: list[Tensor], warmups: int):
+    """Run fn `warmups` times on a side stream (lazy initialisation must not happen while capturing), capture it
+    in a CUDA graph, then undo the warm-up's writes to `state`. Returns the graph and fn's (static) outputs."""
+    saved = [t.clone() for t in state]
+    main = torch.cuda.current_stream(state[0].device)
+    side = torch.cuda.Stream(device=state[0].device)
+    side.wait_stream(main)
+    with torch.cuda.stream(side):
+        for _ in range(warmups):
+            fn()
+    main.wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        outputs = fn()
+    for live, copy in zip(state, saved):
+        live.copy_(copy)
+    return graph, outputs
 
-    def step(self, sigma: float, gamma: float) -> tuple[Tensor, Tensor]:
-        """One lifted iteration (the eager path's `_lifted_grad`, Adam step, noise, clip). Returns the static
-        dyn_loss and goal_loss (B,), valid until the next call."""
-        torch.mul(self.scale, sigma, out=self.sigma)
+
+class SolveGraphs:
+    def __init__(self, planner, model, start: Tensor, horizon: int):
+        from planners.grasp import Lifted
+        B, D = start.shape
+        self.planner, self.model = planner, model
+        self.lifted = Lifted(B, horizon, D, model.action_dim, planner.cfg, start)
+        self.best: Incumbent | None = None
+        self.sigma = torch.zeros_like(self.lifted.scale)  # sigma * k (B, 1, 1)
+        self.gamma = torch.zeros((), device=start.device, dtype=start.dtype)
+        self.corrections = torch.zeros(2, device=start.device, dtype=start.dtype)
+        self.noise = torch.zeros_like(self.lifted.states)  # (B, H-1, D)
+        self.iteration_graph = self.sync_graph = None
+
+    def incumbent(self, actions: Tensor, states: Tensor) -> Incumbent:
+        """The solve's incumbent, in buffers that stay the same across solves (the sync graph writes to them)."""
+        if self.best is None:
+            self.best = Incumbent(self.model, self.lifted.start, self.lifted.goal, actions, states)
+        else:
+            self.best.restart(actions, states)
+        return self.best
+
+    def iterate(self, sigma: float, gamma: float, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        """One lifted iteration, as the eager path's. Returns dyn_loss and goal_loss (B,), valid until the next."""
+        lifted = self.lifted
+        torch.mul(lifted.scale, sigma, out=self.sigma)
         self.gamma.fill_(gamma)
-        second, first = self.adam.corrections()
+        second, first = lifted.adam.corrections()
         self.corrections[0].fill_(second)
         self.corrections[1].fill_(first)
         if sigma > 0:
-            torch.randn(self.noise.shape, generator=self.generator, out=self.noise)
-        self.graph.replay()
-        return self.outputs
+            torch.randn(self.noise.shape, generator=generator, out=self.noise)
+        if self.iteration_graph is None:
+            self.iteration_graph, self.iteration_out = capture(
+                self._iteration, [lifted.flat, lifted.adam.m, lifted.adam.v, lifted.grad], warmups=3)
+        self.iteration_graph.replay()
+        return self.iteration_out
+
+    def _iteration(self) -> tuple[Tensor, Tensor]:
+        lifted, planner = self.lifted, self.planner
+        losses = planner._lifted_grad(self.model, lifted.chain, lifted.actions, lifted.grad_states,
+                                      lifted.grad_actions, self.gamma, lifted.scale)
+        lifted.adam.step_graphable(lifted.grad, self.corrections)
+        lifted.states.addcmul_(self.noise, self.sigma)
+        clip(self.model, lifted.actions, planner.cfg.clip_actions)
+        return losses
+
+    def sync(self) -> tuple[Tensor, Tensor]:
+        """The gradient sync, as the eager path's `_sync_grad`: returns the entering iterate's true cost (B,) and
+        rollout (B, H, D), valid until the next sync."""
+        if self.sync_graph is None:
+            best = self.best
+            self.sync_graph, self.sync_out = capture(
+                self._sync, [self.lifted.flat, best.cost, best.actions, best.states, best.nonfinite], warmups=1)
+        self.sync_graph.replay()
+        return self.sync_out
+
+    def _sync(self) -> tuple[Tensor, Tensor]:
+        lifted = self.lifted
+        return self.planner._sync_grad(self.model, lifted.start, lifted.goal, lifted.actions, lifted.states,
+                                       self.best, lifted.scale)

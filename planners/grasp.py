@@ -36,6 +36,9 @@ gap (true cost of the iterate and mean over t of ||s_t - rollout_t||^2, measured
 carried forward between them, because a serial rollout every iteration would cost more than the GRASP step);
 best_cost (the incumbent's true cost).
 
+On CUDA (`cuda_graphs: true`, the default) the lifted iteration and the gradient sync are replayed as CUDA graphs
+kept per model and shape (planners/cuda_graphs.py): the same plans up to float rounding, without the kernel launches.
+
 Noise is drawn for the whole batch from the one generator, so a problem's noise depends on its batch position:
 B problems planned together equal the same problems planned one by one exactly only with sigma = 0.
 """
@@ -76,7 +79,7 @@ class GraspConfig(PlannerConfig):
     relative: bool = True  # sigma, lr_states (and the CEM sync's gap) in units of the latent step k, not absolute
     patience: int = 0  # stop after this many syncs in a row without progress on every problem (0: run all iters)
     stopgrad: bool = True  # False: full gradients through F's state input (the ablation the paper argues against)
-    cuda_graphs: bool = False  # on CUDA only: replay the lifted iteration as a CUDA graph (planners/cuda_graphs.py)
+    cuda_graphs: bool = True  # on CUDA only: replay the iteration and the sync as CUDA graphs (planners/cuda_graphs.py)
 
     def __post_init__(self):
         super().__post_init__()
@@ -97,43 +100,66 @@ def _decay(start: float, end: float | None, phase: float) -> float:
     return start if end is None else start + (end - start) * phase
 
 
+class Lifted:
+    """A solve's variables for B problems at horizon H in one flat buffer that one Adam steps: the chain s_0,
+    s_1..s_{H-1}, s_H = g (B, H+1, D) then the actions (B, H, A), with a gradient buffer laid out alike. F's inputs
+    are chain[:, :-1] and its targets chain[:, 1:], both views (no copy, no cat). The chain's two ends get zero
+    gradient, so Adam never moves them (m = v = 0 -> a zero step); only the virtual states s_1..s_{H-1} are noised."""
+
+    def __init__(self, B: int, H: int, D: int, A: int, cfg: GraspConfig, like: Tensor):
+        self.n = n = B * (H + 1) * D
+        self.lr_states = cfg.lr_states
+        self.flat, self.adam = lifted_variables(n, B * H * A, cfg.lr_states, cfg.lr_actions, like)
+        self.chain, self.actions = self.flat[:n].view(B, H + 1, D), self.flat[n:].view(B, H, A)
+        self.states = self.chain[:, 1:-1]
+        self.grad = torch.zeros_like(self.flat)
+        self.grad_states, self.grad_actions = self.grad[:n].view(B, H + 1, D)[:, 1:-1], self.grad[n:].view(B, H, A)
+        self.start, self.goal = torch.empty_like(like), torch.empty_like(like)  # (B, D)
+        self.scale = torch.ones(B, 1, 1, device=like.device, dtype=like.dtype)  # the latent scale k
+
+    def load(self, start: Tensor, goal: Tensor, states: Tensor, actions: Tensor, scale: Tensor) -> None:
+        """Set up a solve: ends, initial virtual states (B, H-1, D) and actions (B, H, A), k (B,); fresh Adam."""
+        self.start.copy_(start)
+        self.goal.copy_(goal)
+        self.chain[:, 0], self.chain[:, -1] = start, goal
+        self.states.copy_(states)
+        self.actions.copy_(actions)
+        self.scale.copy_(scale[:, None, None])
+        self.adam.lr[:self.n].view_as(self.chain).copy_(self.lr_states * self.scale)  # state steps in units of k
+        self.adam.reset()
+        self.grad.zero_()
+
+
 class Grasp(Planner):
     Config = GraspConfig
+
+    def __init__(self, cfg: GraspConfig):
+        super().__init__(cfg)
+        self.solve_graphs = {}  # cuda_graphs on CUDA: planners.cuda_graphs.SolveGraphs per model and shape
 
     def _solve(self, model, start, goal, horizon, warm_start, iters, generator, callback):
         c, H = self.cfg, horizon
         B, D = start.shape
-        A = model.action_dim
-        # The chain s_0, s_1..s_{H-1}, s_H = g lives in one (B, H+1, D) buffer: F's inputs are chain[:, :-1] and
-        # its targets chain[:, 1:], both views (no copy, no cat). Its two ends get zero gradient, so Adam never
-        # moves them (m = v = 0 -> a zero step); only the virtual states s_1..s_{H-1} are noised.
-        n = B * (H + 1) * D
-        flat, adam = lifted_variables(n, B * H * A, c.lr_states, c.lr_actions, start)
-        scale = self._latent_scale(model, start)[:, None, None]  # k (B, 1, 1); ones with relative=false
-        adam.lr[:n].view(B, H + 1, D).mul_(scale)  # state steps in units of k
-        chain, actions = flat[:n].view(B, H + 1, D), flat[n:].view(B, H, A)
-        states = chain[:, 1:-1]
-        grad = torch.zeros_like(flat)
-        grad_states, grad_actions = grad[:n].view(B, H + 1, D)[:, 1:-1], grad[n:].view(B, H, A)
-        chain[:, 0], chain[:, -1] = start, goal
-        states.copy_(initial_states(start, goal, H, warm_start))
-        actions.copy_(initial_actions(model, start, H, warm_start, c.clip_actions))
-        best = Incumbent(model, start, goal, actions, states)
+        graphs = self._graphs(model, start, H, iters)
+        lifted = graphs.lifted if graphs else Lifted(B, H, D, model.action_dim, c, start)
+        lifted.load(start, goal, initial_states(start, goal, H, warm_start),
+                    initial_actions(model, start, H, warm_start, c.clip_actions), self._latent_scale(model, start))
+        start, goal, scale = lifted.start, lifted.goal, lifted.scale  # k (B, 1, 1); ones with relative=false
+        actions, states = lifted.actions, lifted.states
+        best = graphs.incumbent(actions, states) if graphs else Incumbent(model, start, goal, actions, states)
         rollout_now, gap_now = best.last_cost, self._gap(states, best.last_traj)
         diag = Diagnostics(("dyn_loss", "goal_loss", "rollout_cost", "gap", "best_cost"), iters, start, callback)
-        graphed = None
-        if c.cuda_graphs and start.is_cuda and iters > 0:
-            from planners.cuda_graphs import GraspGraph  # CUDA-only code, never imported on CPU
-            graphed = GraspGraph(self, model, chain, actions, grad, grad_states, grad_actions, adam, generator, scale)
-        checked, stalls = best.cost, torch.zeros(B, dtype=torch.long, device=start.device)  # patience bookkeeping
+        checked = best.cost.clone()  # patience bookkeeping
+        stalls = torch.zeros(B, dtype=torch.long, device=start.device)
         for it in range(iters):
             phase = (it % c.sync_every) / c.sync_every
             sigma, gamma = _decay(c.sigma, c.sigma_end, phase), _decay(c.gamma, c.gamma_end, phase)
-            if graphed is not None:
-                dyn_loss, goal_loss = graphed.step(sigma, gamma)
+            if graphs is not None:
+                dyn_loss, goal_loss = graphs.iterate(sigma, gamma, generator)
             else:
-                dyn_loss, goal_loss = self._lifted_grad(model, chain, actions, grad_states, grad_actions, gamma, scale)
-                adam.step(grad)
+                dyn_loss, goal_loss = self._lifted_grad(model, lifted.chain, actions, lifted.grad_states,
+                                                        lifted.grad_actions, gamma, scale)
+                lifted.adam.step(lifted.grad)
                 if sigma > 0:
                     states.addcmul_(normal(generator, states.shape, states), scale, value=sigma)
                 clip(model, actions, c.clip_actions)
@@ -141,7 +167,8 @@ class Grasp(Planner):
             if (it + 1) % c.sync_every == 0 or it == iters - 1:
                 sync_now = (it + 1) % c.sync_every == 0 and c.sync != "none"
                 if sync_now and c.sync == "grad":  # its first rollout is the iterate's evaluation
-                    rollout_now, traj = self._sync_grad(model, start, goal, actions, states, best, scale)
+                    rollout_now, traj = graphs.sync() if graphs else \
+                        self._sync_grad(model, start, goal, actions, states, best, scale)
                 else:
                     best.evaluate(actions, states)
                     rollout_now, traj = best.last_cost, best.last_traj
@@ -149,18 +176,25 @@ class Grasp(Planner):
                         self._sync_cem(model, start, goal, actions, states, traj, best, generator, scale)
                 gap_now = self._gap(states, traj)
                 if sync_now:
-                    adam.reset()
+                    lifted.adam.reset()
             diag.record(it, dyn_loss=dyn_loss, goal_loss=goal_loss, rollout_cost=rollout_now, gap=gap_now,
                         best_cost=best.cost)
             if c.patience and (it + 1) % c.sync_every == 0:
                 stalls = torch.where(best.cost < (1 - IMPROVEMENT) * checked, 0, stalls + 1)
-                checked = best.cost
+                checked.copy_(best.cost)
                 if bool((stalls >= c.patience).all()):  # one host sync per sync period
                     iters = it + 1
                     break
         rows = {name: r[:iters] for name, r in diag.rows.items()}
         best.nonfinite |= ~torch.isfinite(rows["dyn_loss"]).all(0)
         return best.plan(rows, iters)
+
+    def _graphs(self, model, start: Tensor, horizon: int, iters: int):
+        """The CUDA graphs of this solve's shape (cuda_graphs on a CUDA device), else None: the eager path."""
+        if not (self.cfg.cuda_graphs and start.is_cuda and iters > 0):
+            return None
+        from planners.cuda_graphs import solve_graphs  # CUDA-only code, never imported on CPU
+        return solve_graphs(self, model, start, horizon)
 
     def _latent_scale(self, model, start: Tensor) -> Tensor:
         """k (B,): mean ||F(s_0, a) - s_0|| over the 2A actions with one axis at its lower or upper bound (the
