@@ -9,7 +9,7 @@ The world model is the shipped default (wall, pixels; planners only see its late
 names another. `predictor_hidden=` and/or `latent_dim=` swap in a model of the checkpoint's shape with those sizes
 and RANDOM weights (the predictor's output layer too, so it is not the identity), so timings need not hinge on our
 small models. Starts and goals are random latents: timing does not depend on them. `planners=` picks from the
-columns below (default all). Prints, per (H, B):
+columns below (default all; on CPU all but `grasp (eager)`, which there is `grasp`). Prints, per (H, B):
   - ms/iter: time from the first to the last iteration's callback / (n - 1), best of `repeats` after one warm-up,
     so per-solve setup is excluded; GRASP's periodic sync is amortised into its default column (n = 2 sync_every
     + 1: two syncs; an early stop by `patience` shortens n),
@@ -131,14 +131,15 @@ def ints(value: str) -> list[int]:
 def main(argv: list[str]) -> None:
     args = cli.parse(argv, {"checkpoint": str(DEFAULT_CHECKPOINT), "repeats": "3", "device": "cpu",
                             "predictor_hidden": "", "latent_dim": "", "horizons": "10,25,50,100",
-                            "batches": "1,16", "planners": ",".join(COLUMNS), "calls": "1"},
+                            "batches": "1,16", "planners": "", "calls": "1"},
                      "checkpoint=PATH, repeats=N, device=cpu|cuda, predictor_hidden=N, latent_dim=N, "
                      "horizons=H,..., batches=B,..., planners=NAME,..., calls=N")
     repeats, calls = int(args["repeats"]), int(args["calls"])
     device = torch.device(args["device"])
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("error: device=cuda but torch sees no CUDA device")
-    names = args["planners"].split(",")
+    default = [n for n in COLUMNS if device.type == "cuda" or n != "grasp (eager)"]  # on CPU it repeats grasp
+    names = args["planners"].split(",") if args["planners"] else default
     unknown = [n for n in names if n not in COLUMNS]
     if unknown:
         raise SystemExit(f"error: unknown planner column(s) {unknown}; choose from: {', '.join(COLUMNS)}")
