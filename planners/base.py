@@ -222,6 +222,7 @@ class Incumbent:
 
     def offer(self, cost: Tensor, actions: Tensor, states: Tensor | None = None) -> None:
         """Candidates with known true cost (B,) for actions (B, H, A) (and virtual states (B, H-1, D))."""
+        cost = cost.detach()  # written into a buffer with out=, which refuses a tensor that needs grad
         finite = torch.isfinite(cost)
         self.nonfinite |= ~finite
         better = finite & (cost < self.cost)

@@ -1,11 +1,10 @@
 """GRASP solves replayed as CUDA graphs (`cuda_graphs: true`, the default; effective only when the model and the
 latents are on a CUDA device: planners/grasp.py imports this module only then, so the CPU path never touches it).
 
-At this project's model sizes a GRASP solve on a GPU is bound by kernel launches and serial depth, not arithmetic
-(design note grasp.md section 8: on an H100 the sync, sync_steps Adam steps through the H-step serial rollout, was
-85-90 % of a plan call's time, and a bare lifted iteration took 0.925 ms eager against 0.168 ms as one graph). So
-each solve shape (model, B, H) gets two graphs, captured on its first solve and kept with their static buffers across
-plan() calls (an MPC agent re-plans at one shape):
+At this project's model sizes a GRASP solve on a GPU is bound by kernel launches and serial depth, not arithmetic:
+eager, a default call at H = 50, B = 16 took 2.63 s on an H200, CEM's 0.24 s (benchmarks/results/planner_speed_cuda.md).
+So each solve shape (model, B, H) gets two graphs, captured on its first solve and kept with their static buffers
+across plan() calls (an MPC agent re-plans at a few shapes: its batch shrinks as episodes end):
   - the lifted iteration: predict on B*H rows, its action backward, the closed-form state gradient, Adam, noise, clip;
   - the sync (sync=grad): its sync_steps rollouts, backwards and Adam steps, the incumbent's updates and the final
     evaluation. Its Adam starts afresh at every sync, so its step counts are the same at every replay.
@@ -13,6 +12,10 @@ What changes between replays of the iteration lives in small device tensors fill
 Adam's bias corrections, and the state noise, drawn eagerly from the planner's generator with the same call as the
 eager path, so both paths consume the same random numbers. Each graph is captured after one warm-up run on a side
 stream whose writes are undone (capturing itself runs nothing).
+
+A graph reads the model's weights where they were at capture, so the cache key holds their addresses: a model whose
+tensors were replaced (`.to()` elsewhere and back, `load_state_dict` with assign=True) gets new graphs, not stale
+ones. Modes (train/eval) are not part of the key: the models here have no mode-dependent layers.
 """
 from __future__ import annotations
 
@@ -21,14 +24,21 @@ from torch import Tensor
 
 from planners.base import Incumbent, clip
 
-MAX_SHAPES = 8  # graphs kept per planner; the oldest shape is dropped first
+# Shapes kept per planner, least recently used dropped first. An evaluation's batch shrinks one episode at a time,
+# so a batch of b episodes visits up to b sizes at each horizon; each shape holds a few (B, H, D) buffers.
+MAX_SHAPES = 64
 
 
 def solve_graphs(planner, model, start: Tensor, horizon: int) -> "SolveGraphs":
     """The planner's graphs for this model and shape, made (not yet captured) on first use."""
-    key = (id(model), tuple(start.shape), horizon, start.dtype, start.device)  # entries hold the model: ids stay
+    weights = tuple(t.data_ptr() for t in (*model.parameters(), *model.buffers())) \
+        if isinstance(model, torch.nn.Module) else ()
+    # entries hold the model, so its id is not reused while they live
+    key = (id(model), weights, tuple(start.shape), horizon, start.dtype, start.device)
     cache = planner.solve_graphs
-    if key not in cache:
+    if key in cache:
+        cache[key] = cache.pop(key)  # most recently used last
+    else:
         if len(cache) >= MAX_SHAPES:
             del cache[next(iter(cache))]
         cache[key] = SolveGraphs(planner, model, start, horizon)
@@ -38,23 +48,27 @@ def solve_graphs(planner, model, start: Tensor, horizon: int) -> "SolveGraphs":
 def capture(fn, state: list[Tensor], warmups: int):
     """Run fn `warmups` times on a side stream (lazy initialisation must not happen while capturing), capture it
     in a CUDA graph, then undo the warm-up's writes to `state`. Returns the graph and fn's (static) outputs."""
+    device = state[0].device
     saved = [t.clone() for t in state]
-    main = torch.cuda.current_stream(state[0].device)
-    side = torch.cuda.Stream(device=state[0].device)
-    side.wait_stream(main)
-    with torch.cuda.stream(side):
-        for _ in range(warmups):
-            fn()
-    main.wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        outputs = fn()
+    with torch.cuda.device(device):  # the capture stream must be on the tensors' GPU, whichever is current
+        main, side = torch.cuda.current_stream(), torch.cuda.Stream()
+        side.wait_stream(main)
+        with torch.cuda.stream(side):
+            for _ in range(warmups):
+                fn()
+        main.wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            outputs = fn()
     for live, copy in zip(state, saved):
         live.copy_(copy)
     return graph, outputs
 
 
 class SolveGraphs:
+    """One solve shape's static buffers (the Lifted variables, the incumbent, the per-iteration inputs) and its
+    two graphs, each captured on first use."""
+
     def __init__(self, planner, model, start: Tensor, horizon: int):
         from planners.grasp import Lifted
         B, D = start.shape
@@ -66,6 +80,7 @@ class SolveGraphs:
         self.corrections = torch.zeros(2, device=start.device, dtype=start.dtype)
         self.noise = torch.zeros_like(self.lifted.states)  # (B, H-1, D)
         self.iteration_graph = self.sync_graph = None
+        self.iteration_out = self.sync_out = None  # the graphs' static outputs
 
     def incumbent(self, actions: Tensor, states: Tensor) -> Incumbent:
         """The solve's incumbent, in buffers that stay the same across solves (the sync graph writes to them)."""

@@ -45,6 +45,7 @@ B problems planned together equal the same problems planned one by one exactly o
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -52,6 +53,9 @@ from torch import Tensor
 from planners.base import Adam, Diagnostics, Incumbent, Planner, PlannerConfig, PlannerError, clip, initial_actions, \
     initial_states, lifted_variables, normal, rollout_cost
 from planners.cem import elites, sample_around
+
+if TYPE_CHECKING:
+    from planners.cuda_graphs import SolveGraphs
 
 SYNC_MODES = ("grad", "cem", "none")
 IMPROVEMENT = 0.01  # patience: a sync that lowers the incumbent's cost by less than 1 % counts as no progress
@@ -167,8 +171,8 @@ class Grasp(Planner):
             if (it + 1) % c.sync_every == 0 or it == iters - 1:
                 sync_now = (it + 1) % c.sync_every == 0 and c.sync != "none"
                 if sync_now and c.sync == "grad":  # its first rollout is the iterate's evaluation
-                    rollout_now, traj = graphs.sync() if graphs else \
-                        self._sync_grad(model, start, goal, actions, states, best, scale)
+                    rollout_now, traj = (graphs.sync() if graphs else
+                                         self._sync_grad(model, start, goal, actions, states, best, scale))
                 else:
                     best.evaluate(actions, states)
                     rollout_now, traj = best.last_cost, best.last_traj
@@ -189,7 +193,7 @@ class Grasp(Planner):
         best.nonfinite |= ~torch.isfinite(rows["dyn_loss"]).all(0)
         return best.plan(rows, iters)
 
-    def _graphs(self, model, start: Tensor, horizon: int, iters: int):
+    def _graphs(self, model, start: Tensor, horizon: int, iters: int) -> "SolveGraphs | None":
         """The CUDA graphs of this solve's shape (cuda_graphs on a CUDA device), else None: the eager path."""
         if not (self.cfg.cuda_graphs and start.is_cuda and iters > 0):
             return None

@@ -251,8 +251,9 @@ def emulated_capture(fn, state, warmups):
     return graph, graph.outputs
 
 
+@pytest.mark.parametrize("horizon", [1, 8])  # 1: no virtual states, zero-size buffers
 @pytest.mark.parametrize("overrides", [{}, {"sigma": 0.0, "sync": "cem"}, {"patience": 1, "sync_every": 10}])
-def test_graph_path_bookkeeping_gives_the_eager_plan_on_cpu(monkeypatch, overrides):
+def test_graph_path_bookkeeping_gives_the_eager_plan_on_cpu(monkeypatch, overrides, horizon):
     """The CUDA-graph path's buffers, warm-up undo, static outputs and per-shape cache, run on CPU with replays
     emulated (CI has no GPU): the eager plans, solve after solve (captured, replayed on another problem, warm)."""
     from planners import cuda_graphs
@@ -260,12 +261,12 @@ def test_graph_path_bookkeeping_gives_the_eager_plan_on_cpu(monkeypatch, overrid
     monkeypatch.setattr(planners.Grasp, "_graphs", lambda self, model, start, horizon, iters:
                         cuda_graphs.solve_graphs(self, model, start, horizon) if self.cfg.cuda_graphs else None)
     model = Disk()
-    problems = [reachable(model, 8, batch=3, seed=seed) for seed in (0, 1)]
+    problems = [reachable(model, horizon, batch=3, seed=seed) for seed in (0, 1)]
     eager = planners.make("grasp", iters=50, iters_warm=20, cuda_graphs=False, **overrides)
     graphed = planners.make("grasp", iters=50, iters_warm=20, **overrides)
     previous = (None, None)
     for i, (start, goal) in enumerate(problems + [problems[1]]):
-        plans = [planner.plan(model, start, goal, 8, warm_start=previous[k] if i == 2 else None,
+        plans = [planner.plan(model, start, goal, horizon, warm_start=previous[k] if i == 2 else None,
                               generator=torch.Generator().manual_seed(i))
                  for k, planner in enumerate((eager, graphed))]
         previous = plans
@@ -278,22 +279,31 @@ def test_graph_path_bookkeeping_gives_the_eager_plan_on_cpu(monkeypatch, overrid
     assert only.iteration_graph is not None and (only.sync_graph is not None) == (graphed.cfg.sync == "grad")
 
 
-def test_graph_cache_is_per_model_and_shape_and_bounded():
+def test_graph_cache_is_per_model_weights_and_shape_and_keeps_the_recently_used():
     from planners.cuda_graphs import MAX_SHAPES, solve_graphs
-    planner, model, other = planners.make("grasp"), Linear(), Linear()
+    from worldmodels import JEPA, ModelConfig
+    model = JEPA(ModelConfig("state", (4,), action_dim=2, latent_dim=3, hidden=8, action_embed=4,
+                             predictor_hidden=8))
+    planner, other = planners.make("grasp"), Linear()
     start = torch.zeros(2, model.latent_dim)
     first = solve_graphs(planner, model, start, 5)
     assert solve_graphs(planner, model, start.clone(), 5) is first
-    assert solve_graphs(planner, other, start, 5) is not first
+    assert solve_graphs(planner, other, torch.zeros(2, other.latent_dim), 5) is not first
     assert solve_graphs(planner, model, torch.zeros(3, model.latent_dim), 5) is not first
-    for horizon in range(6, 6 + MAX_SHAPES):
+    for horizon in range(6, 6 + MAX_SHAPES - 3):  # fills the cache; then the first is used again, so it stays
         solve_graphs(planner, model, start, horizon)
-    assert len(planner.solve_graphs) == MAX_SHAPES and solve_graphs(planner, model, start, 5) is not first
+    assert len(planner.solve_graphs) == MAX_SHAPES and solve_graphs(planner, model, start, 5) is first
+    linear = next(key for key in planner.solve_graphs if key[0] == id(other))
+    solve_graphs(planner, model, start, 100)  # one more shape: the least recently used (the Linear model's) goes
+    assert linear not in planner.solve_graphs and len(planner.solve_graphs) == MAX_SHAPES
+    assert solve_graphs(planner, model, start, 5) is first
+    model.predictor[0].weight = torch.nn.Parameter(model.predictor[0].weight.clone())  # replaced, not updated
+    assert solve_graphs(planner, model, start, 5) is not first
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")
-@pytest.mark.parametrize("sigma", [0.0, 0.2])
-def test_cuda_graph_path_gives_the_eager_plan(sigma):
+@pytest.mark.parametrize("sigma, horizon", [(0.0, 20), (0.2, 20), (0.2, 1)])
+def test_cuda_graph_path_gives_the_eager_plan(sigma, horizon):
     """The iteration and the sync replayed as CUDA graphs equal the eager path up to float rounding (Adam's bias
     corrections are tensor factors there; the noise comes from the same generator stream): on a shape's first solve
     (captured), on another problem of that shape and on a warm start (replayed from the planner's cache)."""
@@ -307,7 +317,7 @@ def test_cuda_graph_path_gives_the_eager_plan(sigma):
     problems = [[torch.randn(4, model.latent_dim, device="cuda", generator=gen) for _ in range(2)] for _ in range(2)]
     previous = (None, None)
     for i, (start, goal) in enumerate(problems + [problems[1]]):  # the third solve: warm from the second's plans
-        plans = [planner.plan(model, start, goal, 20, warm_start=previous[k] if i == 2 else None,
+        plans = [planner.plan(model, start, goal, horizon, warm_start=previous[k] if i == 2 else None,
                               generator=torch.Generator("cuda").manual_seed(i))
                  for k, planner in enumerate((eager, graphed))]
         previous = plans
