@@ -84,7 +84,7 @@ def train(cfg, tc: TrainConfig, env_cfg, logdir: Path, device: torch.device, ran
     episodes = Episodes(dataset, tc.eval_episodes, tc.seq_len, cfg.model.history, extra)
     probe_env = envs.make(env_cfg)   # action bounds; the task distance and state variables for model/
     model = init_model(dataset, episodes, env_cfg.obs_type, resolved["model"], probe_env.action_space.low,
-                       probe_env.action_space.high, cfg.seed).to(device)
+                       probe_env.action_space.high, cfg.seed, probe_env.state_variables).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     start, metrics, train_time = 0, {}, 0.0
     if cfg.resume:
@@ -105,8 +105,8 @@ def train(cfg, tc: TrainConfig, env_cfg, logdir: Path, device: torch.device, ran
         t0 = time.perf_counter()
         for group in optimizer.param_groups:
             group["lr"] = tc.lr_at(step)
-        obs, actions = episodes.batch(cfg.seed, step, tc.batch_size, rank, world)
-        losses, z_all = train_step(trainer, model, optimizer, tc, obs, actions, cfg.seed, step)
+        obs, actions, states = episodes.batch(cfg.seed, step, tc.batch_size, rank, world)
+        losses, z_all = train_step(trainer, model, optimizer, tc, obs, actions, cfg.seed, step, states)
         step_time, timed_steps = step_time + time.perf_counter() - t0, timed_steps + 1
         train_time += time.perf_counter() - t0   # training steps only: no data collection, evaluation or saving
         done = step + 1

@@ -85,8 +85,9 @@ class NearestFrames:
         keep = rng.choice(len(obs), size=min(len(obs), frames), replace=False)
         window = np.maximum(keep[:, None] + np.arange(1 - model.history, 1), first[keep, None])  # (M, k) indices
         windows, obs, states = obs[window], obs[keep], states[keep]
-        latents = torch.cat([model.encode(torch.as_tensor(chunk, device=model.device)).cpu()
-                             for chunk in np.array_split(windows, max(1, len(windows) // 256))])
+        chunks = max(1, len(windows) // 256)
+        latents = torch.cat([model.encode(torch.as_tensor(chunk, device=model.device), torch.as_tensor(state)).cpu()
+                             for chunk, state in zip(np.array_split(windows, chunks), np.array_split(states, chunks))])
         return cls(obs if obs.ndim == 4 else None, latents, states)
 
     def index(self, latents: torch.Tensor) -> list[int]:

@@ -170,8 +170,11 @@ class MPCAgent:
         self.generator, self.resync_states, self.trace = generator, resync_states, trace
 
     @torch.no_grad()
-    def encode(self, windows: np.ndarray) -> torch.Tensor:
-        return self.model.encode(torch.as_tensor(windows, device=self.model.device))  # (N, k, ...) -> (N, D)
+    def encode(self, windows: np.ndarray, states: np.ndarray) -> torch.Tensor:
+        """Windows (N, k, ...) and the env states (N, S) of their newest frames (read by a model with
+        proprioception) -> latents (N, D)."""
+        device = self.model.device
+        return self.model.encode(torch.as_tensor(windows, device=device), torch.as_tensor(states, device=device))
 
     def run(self, envs, seeds: list[int], options_list: list[dict] | None = None, record: list[bool] | None = None,
             on_plan=None, on_episode=None) -> tuple[list[Episode], list[PlanRecord]]:
@@ -181,7 +184,7 @@ class MPCAgent:
         cfg, model = self.cfg, self.model
         n = len(seeds)
         record = record or [False] * n
-        window, goal, episodes = self._reset(envs, seeds, options_list, record)
+        window, state, goal, episodes = self._reset(envs, seeds, options_list, record)
         done = np.array([e.trivial for e in episodes])
         for i in np.flatnonzero(done if on_episode is not None else []):
             on_episode(int(i), episodes[i])
@@ -191,7 +194,7 @@ class MPCAgent:
         generator = self.generator if self.generator is not None else torch.Generator(model.device).manual_seed(0)
         while not done.all():
             rows = np.flatnonzero(~done)
-            start = self.encode(window[rows])  # (b, D)
+            start = self.encode(window[rows], state[rows])  # (b, D)
             warm = None
             if cfg.warm_start and prev is not None and executed < cfg.horizon:  # a plan executed whole leaves none
                 keep = torch.as_tensor(np.searchsorted(prev_rows, rows))
@@ -221,7 +224,7 @@ class MPCAgent:
                 step_actions[rows] = native[:, executed - 1]
                 if len(unusable):
                     step_actions[unusable] = envs.hold_actions()[unusable]
-                window = self._step(envs, step_actions, window, episodes, done, record, on_episode)
+                window, state = self._step(envs, step_actions, window, episodes, done, record, on_episode)
                 if done.all():
                     break
             prev, prev_rows = plan, rows
@@ -229,13 +232,14 @@ class MPCAgent:
         return episodes, records
 
     def _reset(self, envs, seeds: list[int], options_list, record: list[bool]):
-        """Resets `envs` to the episodes' tasks. Returns the encoder's first windows (n, k, *obs_shape), the goals'
-        latents (n, D) and the new episodes, the recorded ones with their first frame, state, goal frame and state."""
+        """Resets `envs` to the episodes' tasks. Returns the encoder's first windows (n, k, *obs_shape), the env
+        states (n, S), the goals' latents (n, D) and the new episodes, the recorded ones with their first frame,
+        state, goal frame and state."""
         obs, info = envs.reset(seeds, options_list)
         # the encoder sees the last k = model.history observations; at reset, and for the goal (at rest), one
         # observation repeated k times, as frames before an episode's first repeat it in training
         window = np.repeat(obs[:, None], self.model.history, axis=1)  # (n, k, *obs_shape)
-        goal = self.encode(np.repeat(info["goal_obs"][:, None], self.model.history, axis=1))  # (n, D)
+        goal = self.encode(np.repeat(info["goal_obs"][:, None], self.model.history, axis=1), info["goal_state"])
         episodes = [Episode(seed=int(s), trivial=bool(info["success"][i]), distances=[float(info["distance"][i])])
                     for i, s in enumerate(seeds)]
         for i, e in enumerate(episodes):
@@ -251,13 +255,14 @@ class MPCAgent:
                 episodes[i].goal_state = np.asarray(info["goal_state"][i])
                 episodes[i].goal_frame = (info["goal_obs"][i] if pixels
                                           else envs.envs[i].render_state(info["goal_state"][i]))
-        return window, goal, episodes
+        return window, info["state"], goal, episodes
 
     def _step(self, envs, step_actions: np.ndarray, window: np.ndarray, episodes: list[Episode], done: np.ndarray,
               record: list[bool], on_episode) -> np.ndarray:
         """One env step of the running episodes (not `done`) with native `step_actions` (n, A): each one's steps,
         distance, success (and frame and state if recorded); those that end are marked in `done` (in place) and
-        passed to `on_episode`. Returns the encoder's windows (n, k, *obs_shape) with the new observation last."""
+        passed to `on_episode`. Returns the encoder's windows (n, k, *obs_shape) with the new observation last, and
+        the env states (n, S)."""
         obs, _, _, _, info = envs.step(step_actions, ~done)
         window = np.concatenate([window[:, 1:], obs[:, None]], axis=1)
         frames = obs if obs.ndim == 4 or not any(record) else envs.render()  # pixel observations are the frames
@@ -278,7 +283,7 @@ class MPCAgent:
             done[i] = e.steps >= self.cfg.budget or (self.cfg.stop_on_success and e.success)
             if done[i] and on_episode is not None:
                 on_episode(int(i), e)
-        return window
+        return window, info["state"]
 
     @torch.no_grad()
     def _plan_latents(self, plan, start: torch.Tensor, j: int) -> dict[str, torch.Tensor]:

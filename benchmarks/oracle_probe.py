@@ -89,7 +89,8 @@ def probe(env_name: str, checkpoint: str | None, planner_name: str, tasks: int, 
     env.reset(seed=seed)   # some simulators must be reset once before set_state
 
     def encode(window):    # (k, S) states, oldest first -> (1, D)
-        return model.encode(torch.as_tensor(np.stack([env.observe_state(state) for state in window])[None]))
+        obs = np.stack([env.observe_state(state) for state in window])[None]
+        return model.encode(torch.as_tensor(obs), torch.as_tensor(np.asarray(window)[-1:]))
 
     rows = []
     for i in range(tasks):

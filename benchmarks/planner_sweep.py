@@ -201,8 +201,10 @@ def budgets(cfg, logdir: Path, model, checkpoint_sha256: str, configs_, horizons
         # (n, k, ...) windows of one observation repeated, as the agent encodes the first frame and the goal
         obs = np.stack([[tasks(horizons[0], i)[2]] * model.history for i in range(n)])
         goal_obs = np.stack([[tasks(horizons[0], i)[3]] * model.history for i in range(n)])
+        states, goal_states = (torch.as_tensor(np.stack([tasks(horizons[0], i)[j] for i in range(n)])) for j in (0, 1))
         with torch.no_grad():
-            start, goal = model.encode(torch.as_tensor(obs)), model.encode(torch.as_tensor(goal_obs))
+            start = model.encode(torch.as_tensor(obs), states)
+            goal = model.encode(torch.as_tensor(goal_obs), goal_states)
         for name, pcfg in missing.items():
             for h in horizons:
                 fit = calibrate(model, pcfg, h, start, goal, cfg.time_per_plan if cfg.budget == "equal_time" else None)

@@ -66,7 +66,7 @@ def encode_states(env, model, windows: np.ndarray) -> torch.Tensor:
     observation type: a pixel model sees the frames of those states, as the agent's window would."""
     obs = np.stack([[env.observe_state(s) for s in window] for window in windows])
     with torch.no_grad():
-        return model.encode(torch.as_tensor(obs))
+        return model.encode(torch.as_tensor(obs), torch.as_tensor(windows[:, -1]))
 
 
 def probe(env, model, planner, start: np.ndarray, goal: np.ndarray, waypoints: list, horizon: int) -> dict:

@@ -20,8 +20,8 @@ from omegaconf import OmegaConf
 import configs
 import envs
 from benchmarks import cli
-from worldmodels import ModelConfig, build_model
-from worldmodels.training import TrainConfig, train_step
+from worldmodels import build_model
+from worldmodels.training import TrainConfig, model_config, train_step
 
 WARMUP = 3
 
@@ -31,10 +31,12 @@ def seconds_per_step(name: str, steps: int) -> tuple[float, str, int]:
     tc = TrainConfig(**OmegaConf.to_container(cfg.train, resolve=True))
     env = envs.make(OmegaConf.to_container(cfg.env, resolve=True))
     obs_shape, A = tuple(env.observation_space.shape), int(env.action_space.shape[0])
+    state_variables = env.state_variables
+    S = 1 + max(i for v in state_variables for i in v.index)  # the variables cover every state column
     env.close()
     torch.manual_seed(0)
-    model = build_model(ModelConfig(obs_type=cfg.env.obs_type, obs_shape=obs_shape, action_dim=A,
-                                    **OmegaConf.to_container(cfg.model, resolve=True)))
+    model = build_model(model_config(cfg.env.obs_type, obs_shape, A, OmegaConf.to_container(cfg.model, resolve=True),
+                                     state_variables))
     optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     B, L = tc.batch_size, tc.seq_len
     frames = model.history - 1 + L  # a sequence and the frames before it that its first window sees
@@ -42,11 +44,11 @@ def seconds_per_step(name: str, steps: int) -> tuple[float, str, int]:
         obs = torch.randint(0, 256, (B, frames, *obs_shape), dtype=torch.uint8)
     else:
         obs = torch.randn(B, frames, *obs_shape)
-    actions = torch.randn(B, L - 1, A)
+    actions, states = torch.randn(B, L - 1, A), torch.randn(B, frames, S)
     times = []
     for step in range(WARMUP + steps):
         start = time.perf_counter()
-        train_step(model, model, optimizer, tc, obs, actions, seed=0, step=step)
+        train_step(model, model, optimizer, tc, obs, actions, seed=0, step=step, states=states)
         times.append(time.perf_counter() - start)
     shape = f"{cfg.env.obs_type} {'x'.join(map(str, obs_shape))}, batch {B}x{L}"
     return statistics.median(times[WARMUP:]), shape, tc.steps

@@ -219,3 +219,25 @@ def test_an_ensemble_trains_each_member_as_it_would_alone_and_evaluates(dataset,
             "planner.iters_warm=2", "planner.sync_every=2"]
     assert configs.main(evaluate.run, "evaluate", argv, user_errors=evaluate.USER_ERRORS) == 0
     assert (tmp_path / "eval" / "results.json").exists()
+
+
+def test_proprioception_trains_resumes_exactly_and_evaluates(dataset, tmp_path, monkeypatch):
+    """model.proprio=[xy] end to end: the checkpoint reads wall's agent position beside its pixels (columns 0, 1,
+    normalised by the training states), a resumed run ends with the uninterrupted run's weights, and evaluate.py
+    plans with it (the agent passes each frame's env state)."""
+    import evaluate
+
+    extra = ["model.proprio=[xy]", "train.steps=4", "train.ckpt_every=2"]
+    uninterrupted = weights(train.run(config(dataset, tmp_path / "a", *extra)))
+    killed_at_step(3, monkeypatch, config(dataset, tmp_path / "b", *extra))
+    resumed = weights(train.run(config(dataset, tmp_path / "b", *extra, "resume=true")))
+    for k, v in uninterrupted.items():
+        assert torch.equal(resumed[k], v), k
+    model, meta = load_checkpoint(tmp_path / "a" / "model.pt")
+    assert model.cfg.proprio_index == (0, 1) and meta["config"]["model"]["proprio"] == ["xy"]
+    assert float(model.proprio_std.min()) > 1.0   # the agent's position in pixel units spreads over the room
+    argv = [f"checkpoint={tmp_path / 'a' / 'model.pt'}", "env.image_size=16", f"logdir={tmp_path / 'eval'}",
+            "episodes=2", "batch=2", "log_videos=1", "mpc.horizon=3", "mpc.budget=2", "planner.iters=4",
+            "planner.iters_warm=2", "planner.sync_every=2"]
+    assert configs.main(evaluate.run, "evaluate", argv, user_errors=evaluate.USER_ERRORS) == 0
+    assert (tmp_path / "eval" / "results.json").exists()

@@ -32,7 +32,7 @@ def model_metrics(model, obs: torch.Tensor, actions: torch.Tensor, states: torch
     which the windows of its first `model.history` - 1 frames reach, repeat it (as in training and the agent)."""
     E, T = actions.shape[:2]
     per_chunk = max(1, CHUNK // (T + 1))  # episodes; every frame is encoded from its window of `history` frames
-    z = torch.cat([model.encode(episode_windows(obs[i:i + per_chunk], model.history))
+    z = torch.cat([model.encode(episode_windows(obs[i:i + per_chunk], model.history), states[i:i + per_chunk])
                    for i in range(0, E, per_chunk)])                                  # (E, T+1, D)
     metrics = {}
     ks = sorted({k for k in (1, 5, plan_horizon or 1, T) if k <= T})

@@ -10,11 +10,11 @@ planner still gets one latent per step and F(s, a) stays Markov. A window reachi
 repeats that frame, in training (`episode_windows`, `Episodes.batch`) and in the agent at reset alike. k = 1 is
 the model without history, bit for bit.
 
-Training (worldmodels/training.py) calls `forward(obs, actions)`: every frame of a short sequence is encoded, and from every
-frame the predictor rolls open loop to the end of the sequence; the loss is the MSE of all those predictions
-against the encoded later frames under stop-gradient (without it the latent collapses to a few directions).
-The anti-collapse regulariser (worldmodels/regularizers.py) is applied to the latents outside `forward`, so that
-under DDP it can see the global batch.
+Training (worldmodels/training.py) calls `forward(obs, actions, states)`: every frame of a short sequence is
+encoded, and from every frame the predictor rolls open loop to the end of the sequence; the loss is the MSE of all
+those predictions against the encoded later frames under stop-gradient (without it the latent collapses to a few
+directions). The anti-collapse regulariser (worldmodels/regularizers.py) is applied to the latents outside
+`forward`, so that under DDP it can see the global batch.
 
 Reachability embedding (`model.reach_dim` = P > 0): the JEPA latent z need not rank how far apart two states are for
 the agent. On PointMaze it does not: at rest, the two ends of the U (six cells apart by the route round the wall)
@@ -35,6 +35,12 @@ trained on the same batches. The planner's latent is their K latents side by sid
 of the members' squared distances to their goal latents: a plan must reach the goal in every member. Where the data
 say little, the members' prediction errors differ, and a plan that exploits one member's errors is costed by the
 others (on Push-T, GRASP's plans are predicted to end far closer to the goal than they do: README, study table).
+
+Proprioception beside pixels (`model.proprio`: state variables of the env, e.g. reacher's joint angles and
+velocities, as DINO-WM feeds the agent's own state): a pixel model may also read those columns of the env's state
+at the newest frame of each window. Angles enter as (cos, sin), everything is z-scored by the training states'
+statistics, and a small MLP's output is added to the pixel encoder's: z = E(pixels) + P(proprio). The planner and
+the predictor do not change; whoever encodes (training, the agent, probes) passes the env states beside the frames.
 
 Normalisation lives in buffers, so a checkpoint carries it: actions are z-scored by the dataset's mean/std, and
 `action_low/high` are the env's native bounds in those units. Observations are z-scored per element (per pixel
@@ -81,10 +87,14 @@ class ModelConfig:
     ensemble: int = 1                               # K members (1: a single JEPA), see `Ensemble`
     reach_dim: int = 0                              # P: reachability embedding appended to the latent (0: none)
     reach_scale: float = 3.0                        # its weight in the planner's latent, [z, reach_scale * h(z)]
+    proprio_index: tuple[int, ...] = ()             # env-state columns read beside pixels (empty: none)
+    proprio_angles: tuple[int, ...] = ()            # those of them that are angles (read as cos, sin)
 
     def __post_init__(self):
         object.__setattr__(self, "obs_shape", tuple(int(n) for n in self.obs_shape))
         object.__setattr__(self, "channels", tuple(int(n) for n in self.channels))
+        for key in ("proprio_index", "proprio_angles"):
+            object.__setattr__(self, key, tuple(int(n) for n in getattr(self, key)))
         if self.obs_type not in OBS_TYPES:
             raise ModelError(f"unknown obs_type {self.obs_type!r}; choose one of: {', '.join(OBS_TYPES)}")
         if self.obs_type == "pixels":
@@ -103,6 +113,16 @@ class ModelConfig:
                              f"reach_dim >= 0 (0: no reachability embedding) and reach_scale > 0")
         if self.predictor_layers < 2:
             raise ModelError(f"model.predictor_layers={self.predictor_layers}: must be >= 2")
+        if self.proprio_index and self.obs_type != "pixels":
+            raise ModelError("model.proprio: proprioception is read beside pixels; a state model already sees it")
+        if not set(self.proprio_angles) <= set(self.proprio_index) or min(self.proprio_index, default=0) < 0:
+            raise ModelError(f"proprio_angles {self.proprio_angles} must be among proprio_index "
+                             f"{self.proprio_index} (state columns >= 0)")
+
+    @property
+    def proprio_dim(self) -> int:
+        """Features the proprioception MLP reads: one per column, two (cos, sin) per angle."""
+        return len(self.proprio_index) + len(self.proprio_angles)
 
     def to_dict(self) -> dict:
         """Plain lists and numbers only, so a checkpoint loads with torch.load(weights_only=True)."""
@@ -184,6 +204,11 @@ class JEPA(nn.Module):
         # the residual branch starts at zero: an untrained predictor is the identity (the constant baseline)
         nn.init.zeros_(self.predictor[-1].weight)
         nn.init.zeros_(self.predictor[-1].bias)
+        # built after the encoder and predictor, so their weights are those a pixels-only model gets from the seed
+        self.proprio = mlp([cfg.proprio_dim, cfg.hidden, cfg.latent_dim]) if cfg.proprio_index else None
+        if self.proprio is not None:
+            self.register_buffer("proprio_mean", torch.zeros(cfg.proprio_dim))
+            self.register_buffer("proprio_std", torch.ones(cfg.proprio_dim))
         # built last, so the JEPA's weights are those it gets without a head from the same seed
         self.reach = mlp([cfg.latent_dim, cfg.hidden, cfg.hidden, cfg.reach_dim]) if cfg.reach_dim else None
         A = cfg.action_dim
@@ -208,6 +233,25 @@ class JEPA(nn.Module):
         self.obs_mean.copy_(as_buffer(obs_mean, self.obs_mean))
         self.obs_std.copy_(as_buffer(obs_std, self.obs_std).clamp_min(floor))
 
+    @torch.no_grad()
+    def set_proprio_normalization(self, states: torch.Tensor) -> None:
+        """z-scoring of the proprioception features from env states (N, S) of the training frames."""
+        if self.proprio is not None:
+            features = self._proprio_features(states.to(self.device))
+            self.proprio_mean.copy_(features.mean(0))
+            self.proprio_std.copy_(features.std(0).clamp_min(STATE_STD_FLOOR))
+
+    def _proprio_features(self, states: torch.Tensor) -> torch.Tensor:
+        """Env states (..., S) -> the read columns (..., proprio_dim): values, then cos and sin of the angles."""
+        cfg = self.cfg
+        if states.shape[-1] <= max(cfg.proprio_index):
+            raise ModelError(f"encode: env states of shape {tuple(states.shape)} lack column "
+                             f"{max(cfg.proprio_index)} of model.proprio (columns {list(cfg.proprio_index)})")
+        states = states.float()
+        values = states[..., [i for i in cfg.proprio_index if i not in cfg.proprio_angles]]
+        angles = states[..., list(cfg.proprio_angles)]
+        return torch.cat([values, angles.cos(), angles.sin()], -1)
+
     @property
     def device(self) -> torch.device:
         return self.action_mean.device
@@ -228,19 +272,20 @@ class JEPA(nn.Module):
         """Every parameter but the reach head's (each group gets its own gradient clip)."""
         return [p for name, p in self.named_parameters() if not name.startswith("reach.")]
 
-    def encode(self, obs: torch.Tensor) -> torch.Tensor:
+    def encode(self, obs: torch.Tensor, states: torch.Tensor | None = None) -> torch.Tensor:
         """Planner latents [z, reach_scale * h(z)] (N, ..., D + P) of observations (see `embed`)."""
-        return self.with_reach(self.embed(obs))
+        return self.with_reach(self.embed(obs, states))
 
     def with_reach(self, z: torch.Tensor) -> torch.Tensor:
         """JEPA latents (..., D) -> planner latents (..., D + P): z itself without a reach head."""
         return z if self.reach is None else torch.cat([z, self.cfg.reach_scale * self.reach(z)], -1)
 
-    def embed(self, obs: torch.Tensor) -> torch.Tensor:
+    def embed(self, obs: torch.Tensor, states: torch.Tensor | None = None) -> torch.Tensor:
         """Windows of the last k = `history` raw env observations, oldest first, (N, ..., k, S, S, 3) uint8 or
         (N, ..., k, state_obs_dim) float -> JEPA latents z (N, ..., D). A k = 1 model also takes single observations
         with no window axis, (..., S, S, 3) or (..., state_obs_dim), as before frame history existed. Normalisation
-        statistics are per frame: each frame is normalised, then the window is stacked."""
+        statistics are per frame: each frame is normalised, then the window is stacked. A model with
+        proprioception also needs `states`, the env states (N, ..., S) of each window's newest frame."""
         shape, k = self.cfg.obs_shape, self.history
         if tuple(obs.shape[obs.dim() - len(shape):]) != shape:
             raise ModelError(f"encode: observation shape {tuple(obs.shape)} does not end in {shape} "
@@ -255,7 +300,15 @@ class JEPA(nn.Module):
         lead = obs.shape[:obs.dim() - len(shape) - 1]
         obs = (obs.reshape(-1, k, *shape).to(self.device).float() - self.obs_mean) / self.obs_std  # (N, k, *shape)
         stacked = obs.movedim(1, -2).flatten(-2)           # frames along the last axis: (N, S, S, 3k) or (N, k*d)
-        return self.encoder(stacked).reshape(*lead, self.cfg.latent_dim)
+        z = self.encoder(stacked).reshape(*lead, self.cfg.latent_dim)
+        if self.proprio is None:
+            return z
+        if states is None or tuple(states.shape[:-1]) != tuple(lead):
+            got = "none" if states is None else f"shape {tuple(states.shape)}"
+            raise ModelError(f"encode: this model reads proprioception (model.proprio): pass the env states of the "
+                             f"windows' newest frames, shape ({', '.join(map(str, lead))}, S); got {got}")
+        features = (self._proprio_features(states.to(self.device)) - self.proprio_mean) / self.proprio_std
+        return z + self.proprio(features)
 
     def step(self, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         """F on JEPA latents: z (..., D), normalised actions (..., A) -> (..., D)."""
@@ -312,11 +365,14 @@ class JEPA(nn.Module):
         pairs = torch.pdist(flat)                               # every pair once: (B*L * (B*L - 1) / 2,)
         return REACH_PENALTY * F.relu(step - 1).square().mean() - torch.log1p(pairs).mean()
 
-    def forward(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, obs: torch.Tensor, actions: torch.Tensor, states: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """obs (B, L + history - 1, ...) raw frames: a sequence of L frames after the history - 1 frames of its
-        first window; actions (B, L-1, A) normalised -> JEPA latents z (B, L, D), the prediction loss (MSE of every
-        open-loop k-step prediction against the stop-gradient encoded target) and the reach head's loss."""
-        z = self.embed(frame_windows(obs, self.history))       # (B, L, D), each frame from its own window
+        first window; actions (B, L-1, A) normalised; states (B, L + history - 1, S) the frames' env states (read
+        only with proprioception) -> JEPA latents z (B, L, D), the prediction loss (MSE of every open-loop k-step
+        prediction against the stop-gradient encoded target) and the reach head's loss."""
+        newest = None if states is None else states[:, self.history - 1:]  # each window's newest frame
+        z = self.embed(frame_windows(obs, self.history), newest)  # (B, L, D), each frame from its own window
         target = z[:, 1:].detach()                             # (B, L-1, D)
         errors = [F.mse_loss(pred, target[:, k - 1:], reduction="sum")
                   for k, pred in enumerate(self._open_loop(z[:, :-1], actions), start=1)]
@@ -344,6 +400,10 @@ class Ensemble(nn.Module):
         for member in self.members:
             member.set_normalization(*stats)
 
+    def set_proprio_normalization(self, states: torch.Tensor) -> None:
+        for member in self.members:
+            member.set_proprio_normalization(states)
+
     @property
     def device(self) -> torch.device:
         return self.members[0].device
@@ -365,8 +425,8 @@ class Ensemble(nn.Module):
     def _split(self, s: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return s.split(self.member_dim, dim=-1)  # (..., K*D') -> K x (..., D')
 
-    def encode(self, obs: torch.Tensor) -> torch.Tensor:
-        return torch.cat([m.encode(obs) for m in self.members], -1)
+    def encode(self, obs: torch.Tensor, states: torch.Tensor | None = None) -> torch.Tensor:
+        return torch.cat([m.encode(obs, states) for m in self.members], -1)
 
     def predict(self, s: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         return torch.cat([m.predict(s_m, a) for m, s_m in zip(self.members, self._split(s))], -1)
@@ -378,6 +438,7 @@ class Ensemble(nn.Module):
         for preds in zip(*(m.open_loop(s_m, actions) for m, s_m in zip(self.members, self._split(s)))):
             yield torch.cat(preds, -1)
 
-    def forward(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        zs, losses, reach_losses = zip(*(m(obs, actions) for m in self.members))
+    def forward(self, obs: torch.Tensor, actions: torch.Tensor, states: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        zs, losses, reach_losses = zip(*(m(obs, actions, states) for m in self.members))
         return torch.cat(zs, -1), torch.stack(losses).sum(), torch.stack(reach_losses).sum()

@@ -124,15 +124,32 @@ def open_dataset(path: str | Path, env_cfg: EnvConfig, key: str = "data.path") -
     return dataset
 
 
+def model_config(obs_type: str, obs_shape, action_dim: int, model: dict, state_variables=()) -> ModelConfig:
+    """The ModelConfig of a `model:` section; its `proprio` names env state variables (`state_variables`, the
+    env's), read beside pixels: their state columns, and which of them are angles."""
+    model = dict(model)
+    names = list(model.pop("proprio", None) or [])
+    by_name = {v.name: v for v in state_variables}
+    unknown = [n for n in names if n not in by_name]
+    if unknown:
+        raise TrainingError(f"model.proprio={names}: unknown state variable(s) {unknown}; choose from: "
+                            f"{', '.join(by_name) or 'none'}")
+    index = tuple(i for n in names for i in by_name[n].index)
+    angles = tuple(i for n in names if by_name[n].kind == "angle" for i in by_name[n].index)
+    return ModelConfig(obs_type=obs_type, obs_shape=obs_shape, action_dim=action_dim, proprio_index=index,
+                       proprio_angles=angles, **model)
+
+
 def init_model(dataset: Dataset, episodes: Episodes, obs_type: str, model: dict, action_low, action_high,
-               seed: int) -> JEPA | Ensemble:
+               seed: int, state_variables=()) -> JEPA | Ensemble:
     """A fresh JEPA or ensemble (weights drawn from `seed`) for the dataset's shapes and `model` (the `model:`
-    section), normalised by the episodes' action statistics, the training frames' statistics and the env's native
-    action bounds (A,)."""
+    section), normalised by the episodes' action statistics, the training frames' statistics (and their states',
+    for proprioception) and the env's native action bounds (A,)."""
     torch.manual_seed(seed)
-    jepa = build_model(ModelConfig(obs_type=obs_type, obs_shape=dataset.meta["obs_shape"],
-                                   action_dim=dataset.meta["action_dim"], **model))
+    jepa = build_model(model_config(obs_type, dataset.meta["obs_shape"], dataset.meta["action_dim"], model,
+                                    state_variables))
     jepa.set_normalization(*episodes.action_stats(), action_low, action_high, *episodes.obs_stats())
+    jepa.set_proprio_normalization(episodes.states[:episodes.n_train].flatten(0, 1))
     return jepa
 
 
@@ -167,14 +184,15 @@ class Episodes:
     def batch(self, seed: int, step: int, batch_size: int, rank: int, world: int):
         """This rank's slice of the global batch of step `step`: obs (b, k-1+L, ...) - a sequence of L frames
         after the k-1 frames before it, where frames before the episode's first repeat it (as the agent's window
-        at reset) - and native actions (b, L-1, A)."""
+        at reset) -, native actions (b, L-1, A) and the frames' env states (b, k-1+L, S)."""
         rng = np.random.default_rng([seed, step])
         episode = torch.from_numpy(rng.integers(0, self.n_train, batch_size))
         start = torch.from_numpy(rng.integers(0, self.episode_len - self.seq_len + 2, batch_size))
         b = batch_size // world
         episode, start = episode[rank * b:(rank + 1) * b, None], start[rank * b:(rank + 1) * b, None]
         frames = start + torch.arange(1 - self.history, self.seq_len)   # (b, k-1+L), before frame 0 for context
-        return self.obs[episode, frames.clamp_min(0)], self.actions[episode, frames[:, self.history - 1:-1]]
+        return (self.obs[episode, frames.clamp_min(0)], self.actions[episode, frames[:, self.history - 1:-1]],
+                self.states[episode, frames.clamp_min(0)])
 
     def action_stats(self) -> tuple[np.ndarray, np.ndarray]:
         """Per-dimension mean and std (A,) of every episode's actions, float32; std is floored at 1e-6 so that
@@ -245,13 +263,16 @@ class StepLosses:
     reach_loss: torch.Tensor
 
 
-def train_step(trainer, model: JEPA | Ensemble, optimizer, tc: TrainConfig, obs, actions, seed: int, step: int):
-    """One update on this rank's batch: obs (b, k-1+L, ...) raw (`Episodes.batch`), actions (b, L-1, A) native.
-    `trainer` is the model or its DDP wrapper. Returns the losses (per member for an ensemble) and the global batch of
-    JEPA latents (global b*L, D; K*D for an ensemble of K)."""
+def train_step(trainer, model: JEPA | Ensemble, optimizer, tc: TrainConfig, obs, actions, seed: int, step: int,
+               states=None):
+    """One update on this rank's batch: obs (b, k-1+L, ...) raw (`Episodes.batch`), actions (b, L-1, A) native,
+    states (b, k-1+L, S) the frames' env states (read with proprioception only). `trainer` is the model or its DDP
+    wrapper. Returns the losses (per member for an ensemble) and the global batch of JEPA latents (global b*L, D;
+    K*D for an ensemble of K)."""
     device = model.device
     obs, actions = obs.to(device), model.normalize_actions(actions.to(device))
-    z, pred_loss, reach_loss = trainer(obs, actions)          # an ensemble's: summed over its members
+    states = None if states is None else states.to(device)
+    z, pred_loss, reach_loss = trainer(obs, actions, states)  # an ensemble's: summed over its members
     z_all = global_batch(z.flatten(0, 1))
     projections = torch.Generator(device=device).manual_seed(
         int(np.random.SeedSequence([seed, step]).generate_state(1)[0]))
@@ -318,6 +339,7 @@ def restore(path: Path, model: JEPA | Ensemble, optimizer, config: dict) -> tupl
     # runs from before frame history, ensembles or reach heads had the model without them: the config's defaults
     for key in ("history", "ensemble", "reach_dim", "reach_scale"):
         saved["meta"]["config"]["model"].setdefault(key, ModelConfig.__dataclass_fields__[key].default)
+    saved["meta"]["config"]["model"].setdefault("proprio", [])
     check_resume(saved["meta"]["config"], config)
     model.load_state_dict(saved["model"])
     optimizer.load_state_dict(saved["training"]["optimizer"])

@@ -19,7 +19,7 @@ class PointModel:
         self.device, self.history = torch.device("cpu"), history
         self.action_low, self.action_high = torch.full((2,), -2.0), torch.full((2,), 2.0)
 
-    def encode(self, windows):
+    def encode(self, windows, states=None):
         windows = torch.as_tensor(windows, dtype=torch.float32)  # (N, k, 2)
         assert windows.shape[1:] == (self.history, 2), windows.shape
         return windows[:, -1]

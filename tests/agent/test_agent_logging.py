@@ -208,7 +208,7 @@ def test_reference_frames_are_encoded_from_windows_of_their_episode():
             return {"obs": obs, "states": obs}
 
     class WindowModel(PointModel):   # latent = the window itself, oldest first
-        def encode(self, windows):
+        def encode(self, windows, states=None):
             assert windows.shape[1:] == (self.history, 1)
             return windows[..., 0].float()
 

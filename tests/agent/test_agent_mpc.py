@@ -217,9 +217,27 @@ def test_recorded_episodes_keep_frames_and_their_first_plan():
     assert np.array_equal(rec.frames[-1], draw(rec.states[-1])) and np.array_equal(rec.goal_frame, draw(rec.goal_state))
 
 
+def test_the_agent_passes_the_env_state_of_each_windows_newest_frame_for_proprioception():
+    class Recorder(PointModel):
+        def encode(self, windows, states=None):
+            seen.append(np.array(states))
+            return super().encode(windows)
+
+    seen = []
+    agent = MPCAgent(Recorder(history=2), grasp(), MPCConfig(horizon=4, budget=3, stop_on_success=False),
+                     generator=torch.Generator().manual_seed(0))
+    episodes, _ = agent.run(PointBatch(2), [1, 2], record=[True, True])
+    goal, *starts = seen                                                   # goal, then one start per control step
+    assert len(starts) == 3
+    for i, e in enumerate(episodes):
+        np.testing.assert_array_equal(goal[i], e.goal_state)
+        for step, states in enumerate(starts):
+            np.testing.assert_array_equal(states[i], e.states[step])
+
+
 def test_the_agent_encodes_windows_of_the_last_k_observations_repeating_the_first_at_reset():
     class Recorder(PointModel):
-        def encode(self, windows):
+        def encode(self, windows, states=None):
             seen.append(np.array(windows))
             return super().encode(windows)
 

@@ -50,7 +50,7 @@ def test_the_landscape_table_measures_distance_by_route_length(env):
     class XY:
         latent_dim, history = 2, 1
 
-        def encode(self, windows):
+        def encode(self, windows, states=None):
             return windows[:, -1, :2]
 
     rows = pointmaze_study.landscape(env, XY()).splitlines()
@@ -79,7 +79,7 @@ def test_a_pixel_model_sees_the_frames_of_the_states_windows():
     class Frames:
         history = 2
 
-        def encode(self, windows):
+        def encode(self, windows, states=None):
             seen.append(windows.numpy())
             return windows.flatten(1).float()
 

@@ -65,7 +65,7 @@ class Identity(torch.nn.Module):
     device = torch.device("cpu")
     history = 1
 
-    def encode(self, windows):  # (..., 1, 4) windows of one frame
+    def encode(self, windows, states=None):  # (..., 1, 4) windows of one frame
         return windows[..., 0, :].float()
 
     def normalize_actions(self, a):

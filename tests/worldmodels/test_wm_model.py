@@ -381,3 +381,63 @@ def test_a_reach_checkpoint_round_trips(tmp_path):
     assert loaded.cfg == model.cfg and loaded.latent_dim == 11
     obs = linear_episodes(n=2, T=1)[0]
     assert torch.equal(loaded.encode(obs), model.encode(obs))
+
+
+def proprio_model(index=(0, 1, 2), angles=(1,), seed=0) -> JEPA:
+    """A tiny pixel JEPA that also reads state columns 0-2 (column 1 an angle) of 4-column env states."""
+    torch.manual_seed(seed)
+    return JEPA(ModelConfig("pixels", (16, 16, 3), A, latent_dim=8, channels=(4, 8), hidden=16, action_embed=8,
+                            predictor_hidden=16, proprio_index=index, proprio_angles=angles)).eval()
+
+
+def pixels_and_states(n=5, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randint(0, 256, (n, 16, 16, 3), dtype=torch.uint8, generator=g),
+            torch.randn(n, 4, generator=g, dtype=torch.float64))
+
+
+def test_proprioception_adds_its_mlp_to_the_pixel_latent_with_angles_as_cos_sin():
+    model = proprio_model()
+    fit = torch.randn(200, 4, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    model.set_proprio_normalization(fit)
+    features = lambda s: torch.stack([s[:, 0], s[:, 2], s[:, 1].cos(), s[:, 1].sin()], -1).float()  # noqa: E731
+    torch.testing.assert_close(model.proprio_mean, features(fit).mean(0))
+    torch.testing.assert_close(model.proprio_std, features(fit).std(0))
+    obs, states = pixels_and_states()
+    z = model.embed(obs, states)
+    pixels = model.encoder((obs.float() - model.obs_mean) / model.obs_std)
+    torch.testing.assert_close(z, pixels + model.proprio((features(states) - model.proprio_mean) / model.proprio_std))
+    turned, unread, moved = states.clone(), states.clone(), states.clone()
+    turned[:, 1] += 2 * np.pi   # the same angle a turn later
+    unread[:, 3] += 5.0         # a column the model does not read
+    moved[:, 2] += 1.0
+    torch.testing.assert_close(model.embed(obs, turned), z, rtol=0, atol=1e-5)
+    assert torch.equal(model.embed(obs, unread), z) and not torch.allclose(model.embed(obs, moved), z)
+
+
+def test_proprio_inputs_are_checked_and_a_plain_model_is_the_same_model_without_them():
+    model, (obs, states) = proprio_model(), pixels_and_states()
+    with pytest.raises(ModelError, match=r"reads proprioception \(model.proprio\).*\(5, S\); got none$"):
+        model.encode(obs)
+    with pytest.raises(ModelError, match=r"got shape \(3, 4\)$"):
+        model.encode(obs, states[:3])
+    with pytest.raises(ModelError, match="lack column 2 of model.proprio"):
+        model.encode(obs, states[:, :2])
+    plain = proprio_model(index=(), angles=())
+    assert plain.proprio is None and torch.equal(plain.encode(obs), plain.encode(obs, states))
+    weights = dict(model.named_parameters())  # the same seed: everything but the proprio MLP is the plain model's
+    for name, p in plain.named_parameters():
+        assert torch.equal(p, weights[name]), name
+    with pytest.raises(ModelError, match="beside pixels"):
+        ModelConfig("state", (OBS_DIM,), A, proprio_index=(0,))
+    with pytest.raises(ModelError, match=r"proprio_angles \(3,\) must be among proprio_index \(0, 1\)"):
+        ModelConfig("pixels", (16, 16, 3), A, channels=(4, 8), proprio_index=(0, 1), proprio_angles=(3,))
+
+
+def test_a_proprio_checkpoint_round_trips(tmp_path):
+    model, (obs, states) = proprio_model(), pixels_and_states()
+    model.set_proprio_normalization(states)
+    save_checkpoint(tmp_path / "m.pt", model, {"env": {"name": "reacher", "obs_type": "pixels"}})
+    loaded, _ = load_checkpoint(tmp_path / "m.pt")
+    assert loaded.cfg == model.cfg and loaded.cfg.proprio_dim == 4
+    assert torch.equal(loaded.encode(obs, states), model.encode(obs, states))

@@ -33,9 +33,9 @@ def test_lr_warms_up_linearly_then_decays_to_a_tenth():
 
 def test_batches_depend_on_seed_and_step_alone_and_ranks_split_the_global_batch(dataset):
     episodes = Episodes(dataset, eval_episodes=2, seq_len=3)
-    obs, actions = episodes.batch(seed=0, step=3, batch_size=4, rank=0, world=1)
+    obs, actions, _ = episodes.batch(seed=0, step=3, batch_size=4, rank=0, world=1)
     assert obs.shape == (4, 3, *dataset.meta["obs_shape"]) and actions.shape == (4, 2, dataset.meta["action_dim"])
-    again, _ = episodes.batch(0, 3, 4, 0, 1)
+    again = episodes.batch(0, 3, 4, 0, 1)[0]
     halves = [episodes.batch(0, 3, 4, rank, 2)[0] for rank in (0, 1)]
     assert torch.equal(obs, again) and torch.equal(torch.cat(halves), obs)
     assert not torch.equal(episodes.batch(0, 4, 4, 0, 1)[0], obs)
@@ -85,7 +85,7 @@ def test_extra_datasets_are_trained_on_and_never_held_out():
     assert held_obs[:, 0, 0].tolist() == [400.0]
     seen = set()
     for step in range(50):
-        obs, _ = episodes.batch(seed=0, step=step, batch_size=8, rank=0, world=1)
+        obs = episodes.batch(seed=0, step=step, batch_size=8, rank=0, world=1)[0]
         seen |= {int(v) // 100 for v in obs[:, 0, 0]}
     assert seen == {0, 1, 2, 3, 100, 101, 102}                                # never episode 4, the held-out one
     every = np.concatenate([HandMadeDataset().load_all()["actions"], extra.load_all()["actions"]]).reshape(-1, 2)
@@ -103,7 +103,7 @@ def test_batches_carry_history_context_with_the_first_frame_repeated_before_an_e
     episodes = Episodes(HandMadeDataset(), eval_episodes=1, seq_len=seq_len, history=k)
     padded = 0
     for step in range(20):
-        obs, actions = episodes.batch(seed=0, step=step, batch_size=8, rank=0, world=1)
+        obs, actions, _ = episodes.batch(seed=0, step=step, batch_size=8, rank=0, world=1)
         assert obs.shape == (8, k - 1 + seq_len, 1) and actions.shape == (8, seq_len - 1, 2)
         first = obs[:, k - 1, 0].long()                                         # the sequence's first frame
         ep, t0 = first // 100, first % 100
@@ -112,7 +112,7 @@ def test_batches_carry_history_context_with_the_first_frame_repeated_before_an_e
         assert torch.equal(actions[..., 0].long(), 100 * ep[:, None] + t0[:, None] + torch.arange(seq_len - 1))
         padded += int((t0 < k - 1).sum())
         # the same draws with and without history (resume and old runs unchanged): k only adds the context
-        old_obs, old_actions = plain.batch(0, step, 8, 0, 1)
+        old_obs, old_actions, _ = plain.batch(0, step, 8, 0, 1)
         assert torch.equal(obs[:, k - 1:], old_obs) and torch.equal(actions, old_actions)
     assert padded > 0                                                            # episode starts were drawn
 
@@ -144,3 +144,17 @@ def test_an_ensembles_train_step_reports_losses_per_member():
     assert member_losses[0] != pytest.approx(member_losses[1])
     assert losses.pred_loss.item() == pytest.approx(sum(member_losses) / 2, rel=1e-6)
     assert z_all.shape == (12, 16)
+
+
+def test_model_proprio_names_state_variables_and_becomes_their_columns():
+    from envs.base import StateVariable
+    from worldmodels.training import model_config
+    reacher = (StateVariable("shoulder", (0,), "angle", task=True), StateVariable("wrist", (1,), "angle", task=True),
+               StateVariable("joint_velocity", (2, 3), "velocity", task=False))
+    cfg = model_config("pixels", (16, 16, 3), 10, {"channels": [4, 8], "proprio": ["joint_velocity", "wrist"]},
+                       reacher)
+    assert (cfg.proprio_index, cfg.proprio_angles, cfg.proprio_dim) == ((2, 3, 1), (1,), 4)
+    assert model_config("pixels", (16, 16, 3), 10, {"channels": [4, 8], "proprio": []}, reacher).proprio_index == ()
+    with pytest.raises(TrainingError, match=r"model.proprio=\['elbow'\]: unknown state variable\(s\) \['elbow'\]; "
+                                            r"choose from: shoulder, wrist, joint_velocity$"):
+        model_config("pixels", (16, 16, 3), 10, {"proprio": ["elbow"]}, reacher)
