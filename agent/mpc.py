@@ -258,7 +258,7 @@ class MPCAgent:
         return window, info["state"], goal, episodes
 
     def _step(self, envs, step_actions: np.ndarray, window: np.ndarray, episodes: list[Episode], done: np.ndarray,
-              record: list[bool], on_episode) -> np.ndarray:
+              record: list[bool], on_episode) -> tuple[np.ndarray, np.ndarray]:
         """One env step of the running episodes (not `done`) with native `step_actions` (n, A): each one's steps,
         distance, success (and frame and state if recorded); those that end are marked in `done` (in place) and
         passed to `on_episode`. Returns the encoder's windows (n, k, *obs_shape) with the new observation last, and

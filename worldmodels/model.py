@@ -61,6 +61,7 @@ from torch import nn
 
 OBS_TYPES = ("pixels", "state")
 PIXEL_STD_FLOOR, STATE_STD_FLOOR = 8.0, 1e-6
+PROPRIO_STD_FLOOR = 1e-2  # a proprio feature (cos, sin, or a state column) that hardly varies is not blown up
 REACH_PENALTY = 100.0  # weight of the reach head's one-step constraint (squared hinge) against its spreading term
 
 
@@ -239,7 +240,7 @@ class JEPA(nn.Module):
         if self.proprio is not None:
             features = self._proprio_features(states.to(self.device))
             self.proprio_mean.copy_(features.mean(0))
-            self.proprio_std.copy_(features.std(0).clamp_min(STATE_STD_FLOOR))
+            self.proprio_std.copy_(features.std(0).clamp_min(PROPRIO_STD_FLOOR))
 
     def _proprio_features(self, states: torch.Tensor) -> torch.Tensor:
         """Env states (..., S) -> the read columns (..., proprio_dim): values, then cos and sin of the angles."""
@@ -298,15 +299,15 @@ class JEPA(nn.Module):
             raise ModelError(f"encode: observation shape {tuple(obs.shape)} is not a window of history k={k} "
                              f"frames; expected (N, ..., {k}, {', '.join(map(str, shape))})")
         lead = obs.shape[:obs.dim() - len(shape) - 1]
+        if self.proprio is not None and (states is None or tuple(states.shape[:-1]) != tuple(lead)):
+            got = "none" if states is None else f"shape {tuple(states.shape)}"
+            raise ModelError(f"encode: this model reads proprioception (model.proprio): pass the env states of the "
+                             f"windows' newest frames, shape ({', '.join(map(str, lead))}, S); got {got}")
         obs = (obs.reshape(-1, k, *shape).to(self.device).float() - self.obs_mean) / self.obs_std  # (N, k, *shape)
         stacked = obs.movedim(1, -2).flatten(-2)           # frames along the last axis: (N, S, S, 3k) or (N, k*d)
         z = self.encoder(stacked).reshape(*lead, self.cfg.latent_dim)
         if self.proprio is None:
             return z
-        if states is None or tuple(states.shape[:-1]) != tuple(lead):
-            got = "none" if states is None else f"shape {tuple(states.shape)}"
-            raise ModelError(f"encode: this model reads proprioception (model.proprio): pass the env states of the "
-                             f"windows' newest frames, shape ({', '.join(map(str, lead))}, S); got {got}")
         features = (self._proprio_features(states.to(self.device)) - self.proprio_mean) / self.proprio_std
         return z + self.proprio(features)
 

@@ -336,7 +336,8 @@ def restore(path: Path, model: JEPA | Ensemble, optimizer, config: dict) -> tupl
     `config` (checked to be the checkpoint's, `check_resume`). Returns (step, metrics, seconds of training steps)
     to continue from."""
     saved = read_checkpoint(path)
-    # runs from before frame history, ensembles or reach heads had the model without them: the config's defaults
+    # runs from before frame history, ensembles, reach heads or proprioception had the model without them: the
+    # config's defaults
     for key in ("history", "ensemble", "reach_dim", "reach_scale"):
         saved["meta"]["config"]["model"].setdefault(key, ModelConfig.__dataclass_fields__[key].default)
     saved["meta"]["config"]["model"].setdefault("proprio", [])
