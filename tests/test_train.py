@@ -146,24 +146,30 @@ def test_resume_refuses_a_changed_config(dataset, tmp_path):
         train.run(config(dataset, tmp_path, "train.steps=2", "train.lr=0.002", "resume=true"))
 
 
-def test_frame_history_trains_resumes_exactly_and_evaluates(dataset, tmp_path, monkeypatch):
-    """model.history=2 end to end: the checkpoint carries k, a resumed run ends with the uninterrupted run's
-    weights, and evaluate.py plans with the model (windows at reset, plan pictures from the dataset's windows)."""
+def trains_resumes_exactly_and_evaluates(dataset, tmp_path, monkeypatch, *overrides):
+    """Trains with `overrides` for 4 steps, again killed at step 3 and resumed (the same final weights), then plans
+    with the model in evaluate.py. Returns the model and meta of the checkpoint."""
     import evaluate
 
-    k2 = ["model.history=2", "train.steps=4", "train.ckpt_every=2"]
-    uninterrupted = weights(train.run(config(dataset, tmp_path / "a", *k2)))
-    killed_at_step(3, monkeypatch, config(dataset, tmp_path / "b", *k2))
-    resumed = weights(train.run(config(dataset, tmp_path / "b", *k2, "resume=true")))
+    extra = [*overrides, "train.steps=4", "train.ckpt_every=2"]
+    uninterrupted = weights(train.run(config(dataset, tmp_path / "a", *extra)))
+    killed_at_step(3, monkeypatch, config(dataset, tmp_path / "b", *extra))
+    resumed = weights(train.run(config(dataset, tmp_path / "b", *extra, "resume=true")))
     for k, v in uninterrupted.items():
         assert torch.equal(resumed[k], v), k
-    model, meta = load_checkpoint(tmp_path / "a" / "model.pt")
-    assert model.history == 2 and meta["config"]["model"]["history"] == 2 and "model/rel_err_k1" in meta["metrics"]
     argv = [f"checkpoint={tmp_path / 'a' / 'model.pt'}", "env.image_size=16", f"logdir={tmp_path / 'eval'}",
             "episodes=2", "batch=2", "log_videos=1", "mpc.horizon=3", "mpc.budget=2", "planner.iters=4",
             "planner.iters_warm=2", "planner.sync_every=2"]
     assert configs.main(evaluate.run, "evaluate", argv, user_errors=evaluate.USER_ERRORS) == 0
     assert (tmp_path / "eval" / "results.json").exists()
+    return load_checkpoint(tmp_path / "a" / "model.pt")
+
+
+def test_frame_history_trains_resumes_exactly_and_evaluates(dataset, tmp_path, monkeypatch):
+    """model.history=2 end to end: the checkpoint carries k, a resumed run ends with the uninterrupted run's
+    weights, and evaluate.py plans with the model (windows at reset, plan pictures from the dataset's windows)."""
+    model, meta = trains_resumes_exactly_and_evaluates(dataset, tmp_path, monkeypatch, "model.history=2")
+    assert model.history == 2 and meta["config"]["model"]["history"] == 2 and "model/rel_err_k1" in meta["metrics"]
 
 
 def test_resume_with_another_history_is_one_line_and_runs_from_before_history_resume(dataset, tmp_path, capsys):
@@ -225,19 +231,6 @@ def test_proprioception_trains_resumes_exactly_and_evaluates(dataset, tmp_path, 
     """model.proprio=[xy] end to end: the checkpoint reads wall's agent position beside its pixels (columns 0, 1,
     normalised by the training states), a resumed run ends with the uninterrupted run's weights, and evaluate.py
     plans with it (the agent passes each frame's env state)."""
-    import evaluate
-
-    extra = ["model.proprio=[xy]", "train.steps=4", "train.ckpt_every=2"]
-    uninterrupted = weights(train.run(config(dataset, tmp_path / "a", *extra)))
-    killed_at_step(3, monkeypatch, config(dataset, tmp_path / "b", *extra))
-    resumed = weights(train.run(config(dataset, tmp_path / "b", *extra, "resume=true")))
-    for k, v in uninterrupted.items():
-        assert torch.equal(resumed[k], v), k
-    model, meta = load_checkpoint(tmp_path / "a" / "model.pt")
+    model, meta = trains_resumes_exactly_and_evaluates(dataset, tmp_path, monkeypatch, "model.proprio=[xy]")
     assert model.cfg.proprio_index == (0, 1) and meta["config"]["model"]["proprio"] == ["xy"]
     assert float(model.proprio_std.min()) > 1.0   # the agent's position in pixel units spreads over the room
-    argv = [f"checkpoint={tmp_path / 'a' / 'model.pt'}", "env.image_size=16", f"logdir={tmp_path / 'eval'}",
-            "episodes=2", "batch=2", "log_videos=1", "mpc.horizon=3", "mpc.budget=2", "planner.iters=4",
-            "planner.iters_warm=2", "planner.sync_every=2"]
-    assert configs.main(evaluate.run, "evaluate", argv, user_errors=evaluate.USER_ERRORS) == 0
-    assert (tmp_path / "eval" / "results.json").exists()
