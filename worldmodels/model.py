@@ -36,11 +36,11 @@ of the members' squared distances to their goal latents: a plan must reach the g
 say little, the members' prediction errors differ, and a plan that exploits one member's errors is costed by the
 others (on Push-T, GRASP's plans are predicted to end far closer to the goal than they do: README, study table).
 
-Proprioception beside pixels (`model.proprio`: state variables of the env, e.g. reacher's joint angles and
-velocities, as DINO-WM feeds the agent's own state): a pixel model may also read those columns of the env's state
-at the newest frame of each window. Angles enter as (cos, sin), everything is z-scored by the training states'
-statistics, and a small MLP's output is added to the pixel encoder's: z = E(pixels) + P(proprio). The planner and
-the predictor do not change; whoever encodes (training, the agent, probes) passes the env states beside the frames.
+Proprioception beside pixels (`model.proprio`: state variables of the env, e.g. reacher's joint angles, as DINO-WM
+feeds the agent's own state): a pixel model may also read those columns of the env's state at the newest frame of
+each window. Angles enter as (cos, sin), everything is z-scored by the training states' statistics, and a small
+MLP's output is added to the pixel encoder's: z = E(pixels) + P(proprio). The planner and the predictor do not
+change; whoever encodes (training, the agent, probes) passes the env states beside the frames.
 
 Normalisation lives in buffers, so a checkpoint carries it: actions are z-scored by the dataset's mean/std, and
 `action_low/high` are the env's native bounds in those units. Observations are z-scored per element (per pixel
