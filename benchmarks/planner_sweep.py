@@ -198,13 +198,11 @@ def budgets(cfg, logdir: Path, model, checkpoint_sha256: str, configs_, horizons
     missing = {name: pcfg for name, pcfg in configs_.items() if any(f"{name}-H{h}" not in entries for h in horizons)}
     if missing:
         n = min(cfg.batch, cfg.episodes)
-        # (n, k, ...) windows of one observation repeated, as the agent encodes the first frame and the goal
-        obs = np.stack([[tasks(horizons[0], i)[2]] * model.history for i in range(n)])
-        goal_obs = np.stack([[tasks(horizons[0], i)[3]] * model.history for i in range(n)])
-        states, goal_states = (torch.as_tensor(np.stack([tasks(horizons[0], i)[j] for i in range(n)])) for j in (0, 1))
-        with torch.no_grad():
-            start = model.encode(torch.as_tensor(obs), states)
-            goal = model.encode(torch.as_tensor(goal_obs), goal_states)
+        states, goal_states, obs, goal_obs = (torch.as_tensor(np.stack(x))
+                                              for x in zip(*(tasks(horizons[0], i) for i in range(n))))
+        with torch.no_grad():  # (n, k, ...) windows of one observation repeated, as the agent encodes them at reset
+            start = model.encode(obs[:, None].repeat_interleave(model.history, 1), states)
+            goal = model.encode(goal_obs[:, None].repeat_interleave(model.history, 1), goal_states)
         for name, pcfg in missing.items():
             for h in horizons:
                 fit = calibrate(model, pcfg, h, start, goal, cfg.time_per_plan if cfg.budget == "equal_time" else None)
