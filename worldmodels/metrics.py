@@ -63,20 +63,36 @@ def distance_rank_correlation(z: torch.Tensor, states: torch.Tensor, task_distan
     return torch.corrcoef(torch.stack([rank(latent), rank(task)]))[0, 1].item()
 
 
-def linear_probe_r2(z: torch.Tensor, states: torch.Tensor, state_variables) -> dict[str, float]:
-    """{variable name: R^2} of one least-squares map latent -> every variable's probe targets, fitted on the first
-    half of the episodes, scored on the second. An angle's targets are its (cos, sin): a raw angle wraps, jumping by
-    2 pi where nothing moved, which no linear map of a smooth latent can follow. Positions and velocities are their
-    columns raw. A variable of several targets (an xy, an angle's pair) gets one R^2 over them jointly
-    (1 - residual / total sum of squares); NaN if it does not vary on the second half.
-    z (E, T, D), states (E, T, S); `state_variables`: items with .name, .index (state columns), .kind (an env's
+def probe_targets(states: torch.Tensor, state_variables) -> tuple[torch.Tensor, torch.Tensor]:
+    """What a probe predicts of each state variable: targets (..., F) float64 - an angle's (cos, sin), since a raw
+    angle wraps, jumping by 2 pi where nothing moved, which no linear map of a smooth latent can follow; positions
+    and velocities their columns raw - and owner (F,), each target's variable (its index in `state_variables`).
+    states (..., S); `state_variables`: items with .name, .index (state columns), .kind (an env's
     `state_variables`)."""
     targets = []
     for v in state_variables:
-        x = states[..., list(v.index)].double()                                    # (E, T, len(index))
+        x = states[..., list(v.index)].double()
         targets.append(torch.cat([x.cos(), x.sin()], -1) if v.kind == "angle" else x)
-    owner = torch.cat([torch.full((t.shape[-1],), i) for i, t in enumerate(targets)])   # (F,) each target's variable
-    y = torch.cat(targets, -1)                                                     # (E, T, F)
+    owner = torch.cat([torch.full((t.shape[-1],), i) for i, t in enumerate(targets)])
+    return torch.cat(targets, -1), owner
+
+
+def r2_by_variable(pred: torch.Tensor, y: torch.Tensor, owner: torch.Tensor, count: int) -> torch.Tensor:
+    """R^2 (count,) of predictions pred (N, F) of targets y (N, F), each variable's targets jointly
+    (1 - residual / total sum of squares); NaN where a variable does not vary."""
+    residual, total = torch.zeros(2, count, dtype=torch.float64).index_add_(1, owner, torch.stack([
+        (pred - y).pow(2).sum(0), (y - y.mean(0)).pow(2).sum(0)]))
+    return torch.where(total > 1e-8 * len(y), 1 - residual / total, float("nan"))
+
+
+def linear_probe_r2(z: torch.Tensor, states: torch.Tensor, state_variables) -> dict[str, float]:
+    """{variable name: R^2} of one least-squares map latent -> every variable's probe targets (`probe_targets`),
+    fitted on the first half of the episodes, scored on the second. A variable of several targets (an xy, an
+    angle's pair) gets one R^2 over them jointly; NaN if it does not vary on the second half. On 50 episodes the fit
+    sees ~25 values of a variable that stays put within an episode (a Push-T block nobody touches): a latent holding
+    it only partly can then score below zero (benchmarks/latent_probe.py fits on the training episodes instead).
+    z (E, T, D), states (E, T, S)."""
+    y, owner = probe_targets(states, state_variables)                              # (E, T, F), (F,)
     x = torch.cat([z.double(), torch.ones(*z.shape[:2], 1, dtype=torch.float64)], -1)   # (E, T, D+1)
     half = max(1, len(z) // 2)
     fit_x, fit_y = x[:half].flatten(0, 1), y[:half].flatten(0, 1)
@@ -86,10 +102,7 @@ def linear_probe_r2(z: torch.Tensor, states: torch.Tensor, state_variables) -> d
     # SVD-based: trained latents are often near rank-deficient (effective rank ~12-20 of 64), where the default
     # QR driver (gelsy) can return a poor fit
     weights = torch.linalg.lstsq(fit_x, fit_y, driver="gelsd").solution            # (D+1, F)
-    per_variable = torch.zeros(2, len(targets), dtype=torch.float64).index_add_(1, owner, torch.stack([
-        (test_x @ weights - test_y).pow(2).sum(0), (test_y - test_y.mean(0)).pow(2).sum(0)]))   # (2, V)
-    residual, total = per_variable
-    r2 = torch.where(total > 1e-8 * len(test_y), 1 - residual / total, float("nan"))
+    r2 = r2_by_variable(test_x @ weights, test_y, owner, len(state_variables))
     return {v.name: value.item() for v, value in zip(state_variables, r2)}
 
 
