@@ -4,12 +4,12 @@ state variables, fitted on the training episodes of the checkpoint's dataset, sc
     python -m benchmarks.latent_probe CHECKPOINT [data=DIR] [k=10]
 
 The model cards' probe (worldmodels.metrics.linear_probe_r2) fits on half of 50 held-out episodes: a variable that
-stays put within an episode (a Push-T block nobody touches) then has ~25 values for the map's D + 1 weights, and a
-latent that holds it only partly can score below zero. Here the linear map is fitted on every training frame, and
-the kNN probe (mean target of the k nearest training frames, latent standardised per dimension) also finds what the
-latent holds nonlinearly. Targets are those of `probe_targets` (an angle's cos and sin). The `reference` column is
-the same kNN probe given the variable's own targets as the latent, what the method reaches on this split (about 1:
-below it, the split's held-out values lie outside the training ones).
+stays put within an episode (a Push-T block nobody touches) then has ~25 values for the map's D + 1 weights, and on
+a latent that holds it weakly or not at all the fit can score well below zero. Here the linear map is fitted on
+every training frame, and the kNN probe (mean target of the k nearest training frames, latent standardised per
+dimension) also finds what the latent holds nonlinearly. Targets are those of `probe_targets` (an angle's cos and
+sin). The `reference` column is the same kNN probe given the variable's own targets as the latent, what the method
+reaches on this split (about 1: below it, the split's held-out values lie outside the training ones).
 
 `data` defaults to the dataset the checkpoint was trained on (`data.path` in its meta; its planner-in-the-loop
 `data.extra` is left out), split as in training (the last `train.eval_episodes` held out). Prints a markdown table.

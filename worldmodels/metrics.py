@@ -89,8 +89,9 @@ def linear_probe_r2(z: torch.Tensor, states: torch.Tensor, state_variables) -> d
     """{variable name: R^2} of one least-squares map latent -> every variable's probe targets (`probe_targets`),
     fitted on the first half of the episodes, scored on the second. A variable of several targets (an xy, an
     angle's pair) gets one R^2 over them jointly; NaN if it does not vary on the second half. On 50 episodes the fit
-    sees ~25 values of a variable that stays put within an episode (a Push-T block nobody touches): a latent holding
-    it only partly can then score below zero (benchmarks/latent_probe.py fits on the training episodes instead).
+    sees ~25 values of a variable that stays put within an episode (a Push-T block nobody touches): on a latent that
+    holds it weakly or not at all the fit can then score well below zero (benchmarks/latent_probe.py fits on the
+    training episodes instead).
     z (E, T, D), states (E, T, S)."""
     y, owner = probe_targets(states, state_variables)                              # (E, T, F), (F,)
     x = torch.cat([z.double(), torch.ones(*z.shape[:2], 1, dtype=torch.float64)], -1)   # (E, T, D+1)
