@@ -51,9 +51,21 @@ def latent_probe(z: torch.Tensor, states: torch.Tensor, state_variables, n_fit: 
     latent = z.double()
     knn = r2_by_variable(knn_predict(latent[:n_fit].flatten(0, 1), fit_y, latent[n_fit:].flatten(0, 1), k),
                          test_y, owner, len(state_variables))
-    reference = [r2_by_variable(knn_predict(fit_y[:, owner == i], fit_y, test_y[:, owner == i], k), test_y, owner,
-                                len(state_variables))[i] for i in range(len(state_variables))]
+    own = [owner == i for i in range(len(state_variables))]                   # each variable's target columns
+    reference = [r2_by_variable(knn_predict(fit_y[:, o], fit_y[:, o], test_y[:, o], k), test_y[:, o],
+                                torch.zeros(int(o.sum()), dtype=torch.long), 1)[0] for o in own]
     return {v.name: (linear[i].item(), knn[i].item(), reference[i].item()) for i, v in enumerate(state_variables)}
+
+
+def data_split(checkpoint: str, meta: dict, data: str) -> tuple[str, int]:
+    """(dataset path, held-out episode count) of a checkpoint: `data` or the one it was trained on, split as in
+    training."""
+    try:
+        return data or meta["data"]["path"], int(meta["config"]["train"]["eval_episodes"])
+    except (KeyError, TypeError, ValueError):
+        raise SystemExit(f"error: checkpoint {checkpoint!r} records no train.py dataset and held-out split "
+                         f"(data.path, train.eval_episodes); probe a model.pt or checkpoint.pt that train.py "
+                         f"wrote") from None
 
 
 def main(argv: list[str]) -> None:
@@ -62,8 +74,7 @@ def main(argv: list[str]) -> None:
     if len(paths) != 1 or not args["k"].isdigit() or int(args["k"]) < 1:
         raise SystemExit(f"error: checkpoints {paths}, k={args['k']!r}: need one CHECKPOINT and k >= 1")
     model, meta = load_checkpoint(paths[0])
-    path = args["data"] or meta["data"]["path"]
-    held_out = meta["config"]["train"]["eval_episodes"]
+    path, held_out = data_split(paths[0], meta, args["data"])
     data = Dataset(path).load_all()
     obs, states = torch.from_numpy(data["obs"]), torch.from_numpy(data["states"])
     if len(obs) <= held_out or int(args["k"]) > (len(obs) - held_out) * obs.shape[1]:

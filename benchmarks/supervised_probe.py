@@ -11,6 +11,7 @@ An ensemble's first member gives the architecture. Prints a markdown table.
 """
 from __future__ import annotations
 
+import math
 import sys
 
 import torch
@@ -19,10 +20,11 @@ from torch import nn
 
 import envs
 from benchmarks import cli
+from benchmarks.latent_probe import data_split
 from envs.data import Dataset
-from worldmodels.checkpoint import read_checkpoint
+from worldmodels.checkpoint import load_checkpoint
 from worldmodels.metrics import probe_targets, r2_by_variable
-from worldmodels.model import JEPA, ModelConfig, build_model, episode_windows
+from worldmodels.model import JEPA, episode_windows
 
 CHUNK = 512  # frames encoded at once when scoring (bounds memory)
 
@@ -69,19 +71,16 @@ def main(argv: list[str]) -> None:
                                                                   "seed=INT data=DIR")
     try:
         steps, batch, lr, seed = int(args["steps"]), int(args["batch"]), float(args["lr"]), int(args["seed"])
+        valid = len(paths) == 1 and steps >= 1 and batch >= 1 and math.isfinite(lr) and lr > 0 and seed >= 0
     except ValueError:
-        steps = batch = lr = seed = -1
-    if len(paths) != 1 or steps < 1 or batch < 1 or lr <= 0 or seed < 0:
+        valid = False
+    if not valid:
         raise SystemExit(f"error: checkpoints {paths}, steps={args['steps']!r}, batch={args['batch']!r}, "
                          f"lr={args['lr']!r}, seed={args['seed']!r}: need one CHECKPOINT, steps >= 1, batch >= 1, "
                          f"lr > 0 and seed >= 0")
-    payload = read_checkpoint(paths[0])
-    meta = payload["meta"]
-    model = build_model(ModelConfig(**payload["model_config"]))
-    model.load_state_dict(payload["model"])        # the input normalisation the encoder was trained with
-    model = model.members[0]
-    path = args["data"] or meta["data"]["path"]
-    held_out = meta["config"]["train"]["eval_episodes"]
+    model, meta = load_checkpoint(paths[0])
+    model = model.members[0]                       # keeps the input normalisation the encoder was trained with
+    path, held_out = data_split(paths[0], meta, args["data"])
     data = Dataset(path).load_all()
     obs, states = torch.from_numpy(data["obs"]), torch.from_numpy(data["states"])
     if len(obs) <= held_out:

@@ -40,6 +40,22 @@ def save_tiny_checkpoint(path: Path, obs_type: str = "pixels", data: Path | None
     return Path(path)
 
 
+def trained_checkpoint(tmp_path: Path, obs_type: str = "state", history: int = 1) -> Path:
+    """A tiny untrained checkpoint with train.py's record of its dataset: 6 wall episodes of 4 steps collected
+    under tmp_path, the last 2 held out (train.eval_episodes)."""
+    import torch
+
+    from envs import env_config
+    from envs.data import collect
+
+    data = collect(env_config("wall", obs_type=obs_type), tmp_path / "data", episodes=6, episode_len=4, seed=0)
+    path = save_tiny_checkpoint(tmp_path / "model.pt", obs_type, data=data, history=history)
+    payload = torch.load(path, weights_only=True)
+    payload["meta"]["config"] = {"train": {"eval_episodes": 2}}
+    torch.save(payload, path)
+    return path
+
+
 @pytest.fixture
 def tiny_checkpoint():
     return save_tiny_checkpoint

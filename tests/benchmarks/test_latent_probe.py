@@ -5,10 +5,8 @@ import pytest
 import torch
 
 from benchmarks import latent_probe
-from conftest import save_tiny_checkpoint
-from envs import env_config
+from conftest import save_tiny_checkpoint, trained_checkpoint
 from envs.base import StateVariable
-from envs.data import collect
 
 VARIABLES = (StateVariable("xy", (0, 1), "position", task=True), StateVariable("heading", (2,), "angle", task=True))
 
@@ -46,17 +44,30 @@ def test_a_variable_the_latent_lacks_scores_about_zero_on_both_probes():
     assert linear < 0.1 and knn < 0.1 and reference > 0.9
 
 
-def test_the_command_probes_a_checkpoint_on_its_own_dataset(tmp_path, capsys):
-    data = collect(env_config("wall", obs_type="state"), tmp_path / "data", episodes=6, episode_len=4, seed=0)
-    path = save_tiny_checkpoint(tmp_path / "model.pt", "state", data=data)
-    payload = torch.load(path, weights_only=True)
-    payload["meta"]["config"] = {"train": {"eval_episodes": 2}}
-    torch.save(payload, path)
+def test_both_probes_score_on_held_out_episodes_only():
+    # a 40-d latent of per-frame noise beside per-frame noise targets: scored on the 200 fitted frames themselves,
+    # the nearest neighbour (each frame's own) would give 1 and the 41-weight linear map about 0.2
+    gen = torch.Generator().manual_seed(1)
+    s = torch.rand(30, 10, 3, generator=gen, dtype=torch.float64)
+    z = torch.randn(30, 10, 40, generator=gen, dtype=torch.float64)
+    for linear, knn, _ in latent_probe.latent_probe(z, s, VARIABLES, n_fit=20, k=1).values():
+        assert linear < 0.1 and knn < 0.1
+
+
+@pytest.mark.parametrize("obs_type, history", [("state", 1), ("pixels", 2)])
+def test_the_command_probes_a_checkpoint_on_its_own_dataset(tmp_path, capsys, obs_type, history):
+    path = trained_checkpoint(tmp_path, obs_type, history)
     latent_probe.main([str(path), "k=3"])
     out = capsys.readouterr().out
     assert "fit on 4 episodes, scored on 2, k = 3" in out
     row = next(line for line in out.splitlines() if line.startswith("| xy |"))
     assert all(math.isfinite(float(c)) for c in row.strip("|").split("|")[1:])
+
+
+def test_a_checkpoint_without_its_training_record_is_a_one_line_error(tmp_path):
+    path = save_tiny_checkpoint(tmp_path / "model.pt", "state")      # no data.path, no train.eval_episodes
+    with pytest.raises(SystemExit, match="records no train.py dataset"):
+        latent_probe.main([str(path)])
 
 
 @pytest.mark.parametrize("argv", [[], ["a.pt", "b.pt"], ["a.pt", "k=0"], ["a.pt", "colour=red"]])
