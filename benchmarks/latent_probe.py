@@ -24,10 +24,9 @@ import envs
 from benchmarks import cli
 from envs.data import Dataset
 from worldmodels.checkpoint import load_checkpoint
-from worldmodels.metrics import probe_targets, r2_by_variable
-from worldmodels.model import episode_windows
+from worldmodels.metrics import encode_episodes, probe_targets, r2_by_variable
 
-CHUNK = 512  # rows encoded or compared at once (bounds memory)
+CHUNK = 512  # test rows compared at once (bounds memory)
 
 
 def knn_predict(fit_x: torch.Tensor, fit_y: torch.Tensor, test_x: torch.Tensor, k: int) -> torch.Tensor:
@@ -80,10 +79,7 @@ def main(argv: list[str]) -> None:
     if len(obs) <= held_out or int(args["k"]) > (len(obs) - held_out) * obs.shape[1]:
         raise SystemExit(f"error: data={path!r} has {len(obs)} episodes: need more than train.eval_episodes="
                          f"{held_out} and k={args['k']} training frames")
-    per_chunk = max(1, CHUNK // obs.shape[1])
-    with torch.no_grad():
-        z = torch.cat([model.encode(episode_windows(obs[i:i + per_chunk], model.history), states[i:i + per_chunk])
-                       for i in range(0, len(obs), per_chunk)])                  # (E, T+1, D)
+    z = encode_episodes(model, obs, states)                                      # (E, T+1, D)
     env = envs.make(envs.env_config(meta["env"]))
     probes = latent_probe(z.cpu(), states, env.state_variables, len(obs) - held_out, int(args["k"]))
     env.close()

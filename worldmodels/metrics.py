@@ -19,6 +19,16 @@ CHUNK = 512  # frames encoded at once (bounds memory)
 
 
 @torch.no_grad()
+def encode_episodes(model, obs: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
+    """Planner latents (E, T, D) of every frame of whole episodes, obs (E, T, ...) raw, states (E, T, S), each frame
+    from its window of `model.history` frames (those before an episode's first repeat it, as in training and the
+    agent), in chunks of about CHUNK frames."""
+    per_chunk = max(1, CHUNK // obs.shape[1])
+    return torch.cat([model.encode(episode_windows(obs[i:i + per_chunk], model.history), states[i:i + per_chunk])
+                      for i in range(0, len(obs), per_chunk)])
+
+
+@torch.no_grad()
 def model_metrics(model, obs: torch.Tensor, actions: torch.Tensor, states: torch.Tensor,
                   task_distance=None, state_variables=(), plan_horizon: int | None = None) -> dict[str, float]:
     """Open-loop k-step latent prediction error on held-out episodes (mean over episodes and start frames of
@@ -30,10 +40,8 @@ def model_metrics(model, obs: torch.Tensor, actions: torch.Tensor, states: torch
     means a cost landscape that is flat away from the goal however well the model predicts.
     obs (E, T+1, ...) raw, actions (E, T, A) native, states (E, T+1, S). Frames before an episode's first one,
     which the windows of its first `model.history` - 1 frames reach, repeat it (as in training and the agent)."""
-    E, T = actions.shape[:2]
-    per_chunk = max(1, CHUNK // (T + 1))  # episodes; every frame is encoded from its window of `history` frames
-    z = torch.cat([model.encode(episode_windows(obs[i:i + per_chunk], model.history), states[i:i + per_chunk])
-                   for i in range(0, E, per_chunk)])                                  # (E, T+1, D)
+    T = actions.shape[1]
+    z = encode_episodes(model, obs, states)                                           # (E, T+1, D)
     metrics = {}
     ks = sorted({k for k in (1, 5, plan_horizon or 1, T) if k <= T})
     for k, pred in enumerate(model.open_loop(z[:, :-1], model.normalize_actions(actions.to(model.device))), 1):

@@ -217,16 +217,25 @@ def test_recorded_episodes_keep_frames_and_their_first_plan():
     assert np.array_equal(rec.frames[-1], draw(rec.states[-1])) and np.array_equal(rec.goal_frame, draw(rec.goal_state))
 
 
-def test_the_agent_passes_the_env_state_of_each_windows_newest_frame_for_proprioception():
-    class Recorder(PointModel):
-        def encode(self, windows, states=None):
-            seen.append(np.array(states))
-            return super().encode(windows)
+def recorded_encodes(history: int, budget: int):
+    """Two recorded episodes planned with a model that keeps what every encode call got: (episodes, windows,
+    states), the goal's call first, then one per control step."""
+    windows, states = [], []
 
-    seen = []
-    agent = MPCAgent(Recorder(history=2), grasp(), MPCConfig(horizon=4, budget=3, stop_on_success=False),
+    class Recorder(PointModel):
+        def encode(self, obs, newest_states=None):
+            windows.append(np.array(obs))
+            states.append(np.array(newest_states))
+            return super().encode(obs)
+
+    agent = MPCAgent(Recorder(history=history), grasp(), MPCConfig(horizon=4, budget=budget, stop_on_success=False),
                      generator=torch.Generator().manual_seed(0))
     episodes, _ = agent.run(PointBatch(2), [1, 2], record=[True, True])
+    return episodes, windows, states
+
+
+def test_the_agent_passes_the_env_state_of_each_windows_newest_frame_for_proprioception():
+    episodes, _, seen = recorded_encodes(history=2, budget=3)
     goal, *starts = seen                                                   # goal, then one start per control step
     assert len(starts) == 3
     for i, e in enumerate(episodes):
@@ -236,15 +245,7 @@ def test_the_agent_passes_the_env_state_of_each_windows_newest_frame_for_proprio
 
 
 def test_the_agent_encodes_windows_of_the_last_k_observations_repeating_the_first_at_reset():
-    class Recorder(PointModel):
-        def encode(self, windows, states=None):
-            seen.append(np.array(windows))
-            return super().encode(windows)
-
-    seen = []
-    agent = MPCAgent(Recorder(history=3), grasp(), MPCConfig(horizon=4, budget=4, stop_on_success=False),
-                     generator=torch.Generator().manual_seed(0))
-    episodes, _ = agent.run(PointBatch(2), [1, 2], record=[True, True])
+    episodes, seen, _ = recorded_encodes(history=3, budget=4)
     goal, *starts = seen                                                   # goal, then one start per control step
     assert len(starts) == 4 and all(w.shape == (2, 3, 2) for w in seen)
     for i, e in enumerate(episodes):
