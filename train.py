@@ -115,7 +115,8 @@ def train(cfg, tc: TrainConfig, env_cfg, logdir: Path, device: torch.device, ran
             continue
         scalars = {}
         if done % tc.log_every == 0 or done == tc.steps:
-            scalars = {**train_scalars(losses, z_all, tc.lr_at(step), model.cfg.reach_dim > 0),
+            scalars = {**train_scalars(losses, z_all, tc.lr_at(step), model.cfg.reach_dim > 0,
+                                         bool(model.cfg.state_target_index)),
                        "perf/steps_per_s": timed_steps / step_time}
             bar.set_postfix(loss=f"{scalars['train/loss']:.4f}", pred=f"{scalars['train/pred_loss']:.4f}")
             step_time, timed_steps = 0.0, 0

@@ -90,11 +90,13 @@ class ModelConfig:
     reach_scale: float = 3.0                        # its weight in the planner's latent, [z, reach_scale * h(z)]
     proprio_index: tuple[int, ...] = ()             # env-state columns read beside pixels (empty: none)
     proprio_angles: tuple[int, ...] = ()            # those of them that are angles (read as cos, sin)
+    state_target_index: tuple[int, ...] = ()        # env-state columns the latent is trained to hold (empty: none)
+    state_target_angles: tuple[int, ...] = ()       # those of them that are angles (targets cos, sin)
 
     def __post_init__(self):
         object.__setattr__(self, "obs_shape", tuple(int(n) for n in self.obs_shape))
         object.__setattr__(self, "channels", tuple(int(n) for n in self.channels))
-        for key in ("proprio_index", "proprio_angles"):
+        for key in ("proprio_index", "proprio_angles", "state_target_index", "state_target_angles"):
             object.__setattr__(self, key, tuple(int(n) for n in getattr(self, key)))
         if self.obs_type not in OBS_TYPES:
             raise ModelError(f"unknown obs_type {self.obs_type!r}; choose one of: {', '.join(OBS_TYPES)}")
@@ -116,14 +118,20 @@ class ModelConfig:
             raise ModelError(f"model.predictor_layers={self.predictor_layers}: must be >= 2")
         if self.proprio_index and self.obs_type != "pixels":
             raise ModelError("model.proprio: proprioception is read beside pixels; a state model already sees it")
-        if not set(self.proprio_angles) <= set(self.proprio_index) or min(self.proprio_index, default=0) < 0:
-            raise ModelError(f"proprio_angles {self.proprio_angles} must be among proprio_index "
-                             f"{self.proprio_index} (state columns >= 0)")
+        for name in ("proprio", "state_target"):
+            index, angles = getattr(self, f"{name}_index"), getattr(self, f"{name}_angles")
+            if not set(angles) <= set(index) or min(index, default=0) < 0:
+                raise ModelError(f"{name}_angles {angles} must be among {name}_index {index} (state columns >= 0)")
 
     @property
     def proprio_dim(self) -> int:
         """Features the proprioception MLP reads: one per column, two (cos, sin) per angle."""
         return len(self.proprio_index) + len(self.proprio_angles)
+
+    @property
+    def state_target_dim(self) -> int:
+        """Targets the state head predicts: one per column, two (cos, sin) per angle."""
+        return len(self.state_target_index) + len(self.state_target_angles)
 
     def to_dict(self) -> dict:
         """Plain lists and numbers only, so a checkpoint loads with torch.load(weights_only=True)."""
@@ -138,6 +146,17 @@ def mlp(sizes: list[int]) -> nn.Sequential:
         if i < len(sizes) - 2:
             layers.append(nn.GELU())
     return nn.Sequential(*layers)
+
+
+def state_features(states: torch.Tensor, index: tuple[int, ...], angles: tuple[int, ...], key: str) -> torch.Tensor:
+    """Env states (..., S) -> their `index` columns (..., len(index) + len(angles)): the values of the columns that
+    are not `angles`, then the cos and sin of those that are. `key` names the setting in an error."""
+    if states.shape[-1] <= max(index):
+        raise ModelError(f"env states of shape {tuple(states.shape)} lack column {max(index)} of {key} "
+                         f"(columns {list(index)})")
+    states = states.float()
+    values = states[..., [i for i in index if i not in angles]]
+    return torch.cat([values, states[..., list(angles)].cos(), states[..., list(angles)].sin()], -1)
 
 
 def frame_windows(frames: torch.Tensor, k: int) -> torch.Tensor:
@@ -212,6 +231,11 @@ class JEPA(nn.Module):
             self.register_buffer("proprio_std", torch.ones(cfg.proprio_dim))
         # built last, so the JEPA's weights are those it gets without a head from the same seed
         self.reach = mlp([cfg.latent_dim, cfg.hidden, cfg.hidden, cfg.reach_dim]) if cfg.reach_dim else None
+        # after the reach head, for the same reason; linear, so the targets must be linear in z (and in its distance)
+        self.state_head = nn.Linear(cfg.latent_dim, cfg.state_target_dim) if cfg.state_target_index else None
+        if self.state_head is not None:
+            self.register_buffer("state_target_mean", torch.zeros(cfg.state_target_dim))
+            self.register_buffer("state_target_std", torch.ones(cfg.state_target_dim))
         A = cfg.action_dim
         self.register_buffer("action_mean", torch.zeros(A))
         self.register_buffer("action_std", torch.ones(A))
@@ -235,23 +259,23 @@ class JEPA(nn.Module):
         self.obs_std.copy_(as_buffer(obs_std, self.obs_std).clamp_min(floor))
 
     @torch.no_grad()
-    def set_proprio_normalization(self, states: torch.Tensor) -> None:
-        """z-scoring of the proprioception features from env states (N, S) of the training frames."""
+    def set_state_normalization(self, states: torch.Tensor) -> None:
+        """z-scoring of the proprioception features and of the state head's targets from env states (N, S) of the
+        training frames."""
         if self.proprio is not None:
             features = self._proprio_features(states.to(self.device))
             self.proprio_mean.copy_(features.mean(0))
             self.proprio_std.copy_(features.std(0).clamp_min(PROPRIO_STD_FLOOR))
+        if self.state_head is not None:
+            targets = self._state_targets(states.to(self.device))
+            self.state_target_mean.copy_(targets.mean(0))
+            self.state_target_std.copy_(targets.std(0).clamp_min(PROPRIO_STD_FLOOR))
 
     def _proprio_features(self, states: torch.Tensor) -> torch.Tensor:
-        """Env states (..., S) -> the read columns (..., proprio_dim): values, then cos and sin of the angles."""
-        cfg = self.cfg
-        if states.shape[-1] <= max(cfg.proprio_index):
-            raise ModelError(f"encode: env states of shape {tuple(states.shape)} lack column "
-                             f"{max(cfg.proprio_index)} of model.proprio (columns {list(cfg.proprio_index)})")
-        states = states.float()
-        values = states[..., [i for i in cfg.proprio_index if i not in cfg.proprio_angles]]
-        angles = states[..., list(cfg.proprio_angles)]
-        return torch.cat([values, angles.cos(), angles.sin()], -1)
+        return state_features(states, self.cfg.proprio_index, self.cfg.proprio_angles, "model.proprio")
+
+    def _state_targets(self, states: torch.Tensor) -> torch.Tensor:
+        return state_features(states, self.cfg.state_target_index, self.cfg.state_target_angles, "model.state_targets")
 
     @property
     def device(self) -> torch.device:
@@ -366,19 +390,32 @@ class JEPA(nn.Module):
         pairs = torch.pdist(flat)                               # every pair once: (B*L * (B*L - 1) / 2,)
         return REACH_PENALTY * F.relu(step - 1).square().mean() - torch.log1p(pairs).mean()
 
+    def state_loss(self, z: torch.Tensor, states: torch.Tensor | None) -> torch.Tensor:
+        """The state head's loss: MSE of its linear read-out of JEPA latents z (..., D) against the z-scored state
+        targets of the same frames, from their env states (..., S). Its gradient reaches the encoder, so z is
+        trained to hold the targets linearly. 0 without a head."""
+        if self.state_head is None:
+            return z.new_zeros(())
+        if states is None:
+            raise ModelError("this model is trained to hold env state variables (model.state_targets): pass the "
+                             "env states of the frames")
+        targets = (self._state_targets(states) - self.state_target_mean) / self.state_target_std
+        return F.mse_loss(self.state_head(z), targets)
+
     def forward(self, obs: torch.Tensor, actions: torch.Tensor, states: torch.Tensor | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """obs (B, L + history - 1, ...) raw frames: a sequence of L frames after the history - 1 frames of its
         first window; actions (B, L-1, A) normalised; states (B, L + history - 1, S) the frames' env states (read
-        only with proprioception) -> JEPA latents z (B, L, D), the prediction loss (MSE of every open-loop k-step
-        prediction against the stop-gradient encoded target) and the reach head's loss."""
+        only with proprioception or state targets) -> JEPA latents z (B, L, D), the prediction loss (MSE of every
+        open-loop k-step prediction against the stop-gradient encoded target), the reach head's loss and the
+        state head's loss."""
         newest = None if states is None else states[:, self.history - 1:]  # each window's newest frame
         z = self.embed(frame_windows(obs, self.history), newest)  # (B, L, D), each frame from its own window
         target = z[:, 1:].detach()                             # (B, L-1, D)
         errors = [F.mse_loss(pred, target[:, k - 1:], reduction="sum")
                   for k, pred in enumerate(self._open_loop(z[:, :-1], actions), start=1)]
         count = target.shape[0] * target.shape[2] * sum(range(1, target.shape[1] + 1))
-        return z, torch.stack(errors).sum() / count, self.reach_loss(z)
+        return z, torch.stack(errors).sum() / count, self.reach_loss(z), self.state_loss(z, newest)
 
 
 class Ensemble(nn.Module):
@@ -386,7 +423,7 @@ class Ensemble(nn.Module):
     D' = D + P its planner latent.
     The same surface as a JEPA; actions are normalised by the members' shared dataset statistics (member 0's
     buffers; `set_normalization` gives every member the same ones). Training (`forward`) returns the sums of the
-    members' prediction and reach losses, so each member gets exactly the gradient it would get alone."""
+    members' prediction, reach and state losses, so each member gets exactly the gradient it would get alone."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -401,9 +438,9 @@ class Ensemble(nn.Module):
         for member in self.members:
             member.set_normalization(*stats)
 
-    def set_proprio_normalization(self, states: torch.Tensor) -> None:
+    def set_state_normalization(self, states: torch.Tensor) -> None:
         for member in self.members:
-            member.set_proprio_normalization(states)
+            member.set_state_normalization(states)
 
     @property
     def device(self) -> torch.device:
@@ -440,6 +477,6 @@ class Ensemble(nn.Module):
             yield torch.cat(preds, -1)
 
     def forward(self, obs: torch.Tensor, actions: torch.Tensor, states: torch.Tensor | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        zs, losses, reach_losses = zip(*(m(obs, actions, states) for m in self.members))
-        return torch.cat(zs, -1), torch.stack(losses).sum(), torch.stack(reach_losses).sum()
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        zs, *losses = zip(*(m(obs, actions, states) for m in self.members))
+        return torch.cat(zs, -1), *(torch.stack(member_losses).sum() for member_losses in losses)

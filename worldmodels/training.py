@@ -56,6 +56,7 @@ class TrainConfig:
     grad_clip: float
     regularizer: str
     reg_weight: float
+    state_weight: float        # weight of the state head's loss (model.state_targets; nothing without them)
     sigreg_projections: int
     eval_episodes: int         # the dataset's last episodes, held out for model/
     ckpt_every: int
@@ -71,10 +72,11 @@ class TrainConfig:
                 raise TrainingError(f"train.{key}={getattr(self, key)}: must be >= 1")
         if self.seq_len < 2:
             raise TrainingError(f"train.seq_len={self.seq_len}: must be >= 2 (a context frame and a target)")
-        if self.lr <= 0 or self.warmup < 0 or self.weight_decay < 0 or self.grad_clip <= 0 or self.reg_weight < 0:
+        if self.lr <= 0 or self.warmup < 0 or self.weight_decay < 0 or self.grad_clip <= 0 or self.reg_weight < 0 \
+                or self.state_weight < 0:
             raise TrainingError(f"train: lr={self.lr}, warmup={self.warmup}, weight_decay={self.weight_decay}, "
-                                f"grad_clip={self.grad_clip}, reg_weight={self.reg_weight}: need lr > 0, "
-                                f"grad_clip > 0 and the others >= 0")
+                                f"grad_clip={self.grad_clip}, reg_weight={self.reg_weight}, state_weight="
+                                f"{self.state_weight}: need lr > 0, grad_clip > 0 and the others >= 0")
 
     def lr_at(self, step: int) -> float:
         """Linear warmup, then cosine decay to MIN_LR_FRACTION * lr at the last step."""
@@ -125,31 +127,33 @@ def open_dataset(path: str | Path, env_cfg: EnvConfig, key: str = "data.path") -
 
 
 def model_config(obs_type: str, obs_shape, action_dim: int, model: dict, state_variables=()) -> ModelConfig:
-    """The ModelConfig of a `model:` section; its `proprio` names env state variables (`state_variables`, the
-    env's), read beside pixels: their state columns, and which of them are angles."""
+    """The ModelConfig of a `model:` section; its `proprio` (read beside pixels) and `state_targets` (held by the
+    latent, trained with a state head) name env state variables (`state_variables`, the env's): their state
+    columns, and which of them are angles."""
     model = dict(model)
-    names = list(model.pop("proprio", None) or [])
     by_name = {v.name: v for v in state_variables}
-    unknown = [n for n in names if n not in by_name]
-    if unknown:
-        raise TrainingError(f"model.proprio={names}: unknown state variable(s) {unknown}; choose from: "
-                            f"{', '.join(by_name) or 'none'}")
-    index = tuple(i for n in names for i in by_name[n].index)
-    angles = tuple(i for n in names if by_name[n].kind == "angle" for i in by_name[n].index)
-    return ModelConfig(obs_type=obs_type, obs_shape=obs_shape, action_dim=action_dim, proprio_index=index,
-                       proprio_angles=angles, **model)
+    columns = {}
+    for key in ("proprio", "state_target"):
+        names = list(model.pop(key if key == "proprio" else "state_targets", None) or [])
+        unknown = [n for n in names if n not in by_name]
+        if unknown:
+            raise TrainingError(f"model.{key.replace('state_target', 'state_targets')}={names}: unknown state "
+                                f"variable(s) {unknown}; choose from: {', '.join(by_name) or 'none'}")
+        columns[f"{key}_index"] = tuple(i for n in names for i in by_name[n].index)
+        columns[f"{key}_angles"] = tuple(i for n in names if by_name[n].kind == "angle" for i in by_name[n].index)
+    return ModelConfig(obs_type=obs_type, obs_shape=obs_shape, action_dim=action_dim, **columns, **model)
 
 
 def init_model(dataset: Dataset, episodes: Episodes, obs_type: str, model: dict, action_low, action_high,
                seed: int, state_variables=()) -> JEPA | Ensemble:
     """A fresh JEPA or ensemble (weights drawn from `seed`) for the dataset's shapes and `model` (the `model:`
     section), normalised by the episodes' action statistics, the training frames' statistics (and their states',
-    for proprioception) and the env's native action bounds (A,)."""
+    for proprioception and state targets) and the env's native action bounds (A,)."""
     torch.manual_seed(seed)
     jepa = build_model(model_config(obs_type, dataset.meta["obs_shape"], dataset.meta["action_dim"], model,
                                     state_variables))
     jepa.set_normalization(*episodes.action_stats(), action_low, action_high, *episodes.obs_stats())
-    jepa.set_proprio_normalization(episodes.states[:episodes.n_train].flatten(0, 1))
+    jepa.set_state_normalization(episodes.states[:episodes.n_train].flatten(0, 1))
     return jepa
 
 
@@ -255,24 +259,26 @@ def init_process_group(device: torch.device, world: int) -> torch.device:
 # ---- the step ---------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class StepLosses:
-    """A step's losses per member: `loss` = pred_loss + reg_weight * reg_loss, what the JEPA minimises; the reach
-    head minimises `reach_loss` (0 without one), see worldmodels/model.py."""
+    """A step's losses per member: `loss` = pred_loss + reg_weight * reg_loss + state_weight * state_loss, what the
+    JEPA minimises (state_loss 0 without state targets); the reach head minimises `reach_loss` (0 without one), see
+    worldmodels/model.py."""
     loss: torch.Tensor
     pred_loss: torch.Tensor
     reg_loss: torch.Tensor
     reach_loss: torch.Tensor
+    state_loss: torch.Tensor
 
 
 def train_step(trainer, model: JEPA | Ensemble, optimizer, tc: TrainConfig, obs, actions, seed: int, step: int,
                states=None):
     """One update on this rank's batch: obs (b, k-1+L, ...) raw (`Episodes.batch`), actions (b, L-1, A) native,
-    states (b, k-1+L, S) the frames' env states (read with proprioception only). `trainer` is the model or its DDP
+    states (b, k-1+L, S) the frames' env states (read with proprioception or state targets only). `trainer` is the model or its DDP
     wrapper. Returns the losses (per member for an ensemble) and the global batch of JEPA latents (global b*L, D;
     K*D for an ensemble of K)."""
     device = model.device
     obs, actions = obs.to(device), model.normalize_actions(actions.to(device))
     states = None if states is None else states.to(device)
-    z, pred_loss, reach_loss = trainer(obs, actions, states)  # an ensemble's: summed over its members
+    z, pred_loss, reach_loss, state_loss = trainer(obs, actions, states)  # an ensemble's: summed over its members
     z_all = global_batch(z.flatten(0, 1))
     projections = torch.Generator(device=device).manual_seed(
         int(np.random.SeedSequence([seed, step]).generate_state(1)[0]))
@@ -281,7 +287,7 @@ def train_step(trainer, model: JEPA | Ensemble, optimizer, tc: TrainConfig, obs,
     # to encode different things) and its own gradient clipped: member i trains as it would alone
     reg_loss = sum(regularizer(tc.regularizer, z_member, tc.sigreg_projections, projections)
                    for z_member in z_all.chunk(len(members), dim=-1))
-    loss = pred_loss + tc.reg_weight * reg_loss
+    loss = pred_loss + tc.reg_weight * reg_loss + tc.state_weight * state_loss
     optimizer.zero_grad(set_to_none=True)
     (loss + reach_loss).backward()    # the reach head reads detached latents: its loss moves only its own weights
     for member in members:
@@ -291,16 +297,19 @@ def train_step(trainer, model: JEPA | Ensemble, optimizer, tc: TrainConfig, obs,
     optimizer.step()
     K = len(members)
     # losses per member, comparable across ensemble sizes
-    return StepLosses(loss / K, pred_loss / K, reg_loss / K, reach_loss / K), z_all
+    return StepLosses(loss / K, pred_loss / K, reg_loss / K, reach_loss / K, state_loss / K), z_all
 
 
-def train_scalars(losses: StepLosses, z_all: torch.Tensor, lr: float, reach: bool) -> dict[str, float]:
-    """The train/ scalars of a step: its losses (train/reach_loss with a reach head) and learning rate, and the
-    health of the global batch of latents (`latent_health`)."""
+def train_scalars(losses: StepLosses, z_all: torch.Tensor, lr: float, reach: bool, state: bool
+                  ) -> dict[str, float]:
+    """The train/ scalars of a step: its losses (train/reach_loss with a reach head, train/state_loss with a state
+    head) and learning rate, and the health of the global batch of latents (`latent_health`)."""
     scalars = {"train/loss": losses.loss.item(), "train/pred_loss": losses.pred_loss.item(),
                "train/reg_loss": losses.reg_loss.item()}
     if reach:
         scalars["train/reach_loss"] = losses.reach_loss.item()
+    if state:
+        scalars["train/state_loss"] = losses.state_loss.item()
     return {**scalars, "train/lr": lr, **{f"train/{k}": v for k, v in latent_health(z_all.detach()).items()}}
 
 
@@ -341,6 +350,9 @@ def restore(path: Path, model: JEPA | Ensemble, optimizer, config: dict) -> tupl
     for key in ("history", "ensemble", "reach_dim", "reach_scale"):
         saved["meta"]["config"]["model"].setdefault(key, ModelConfig.__dataclass_fields__[key].default)
     saved["meta"]["config"]["model"].setdefault("proprio", [])
+    saved["meta"]["config"]["model"].setdefault("state_targets", [])
+    # nor a state head, so its weight did nothing: any value resumes them
+    saved["meta"]["config"]["train"].setdefault("state_weight", config["train"]["state_weight"])
     check_resume(saved["meta"]["config"], config)
     model.load_state_dict(saved["model"])
     optimizer.load_state_dict(saved["training"]["optimizer"])

@@ -35,7 +35,7 @@ def train(model, obs, actions, reg_weight, steps=150, seq_len=4, batch=32):
     for _ in range(steps):
         ep = torch.randint(0, len(obs), (batch, 1), generator=g)
         frames = torch.randint(0, obs.shape[1] - seq_len + 1, (batch, 1), generator=g) + torch.arange(seq_len)
-        z, pred_loss, _ = model(obs[ep, frames], actions[ep, frames[:, :-1]])
+        z, pred_loss, *_ = model(obs[ep, frames], actions[ep, frames[:, :-1]])
         loss = pred_loss + reg_weight * sigreg(z.flatten(0, 1), 64, torch.Generator().manual_seed(0))
         opt.zero_grad()
         loss.backward()
@@ -95,7 +95,7 @@ def test_targets_get_no_gradient_contexts_do():
     model = state_model()
     torch.nn.init.normal_(model.predictor[-1].weight, std=0.1)
     obs = torch.randn(4, 3, OBS_DIM, requires_grad=True)
-    _, loss, _ = model(obs, torch.randn(4, 2, A))
+    _, loss, *_ = model(obs, torch.randn(4, 2, A))
     loss.backward()
     assert obs.grad[:, -1].abs().max() == 0
     assert obs.grad[:, 0].abs().max() > 0 and obs.grad[:, 1].abs().max() > 0
@@ -207,7 +207,7 @@ def test_windows_slide_over_time_and_repeat_the_first_frame_before_an_episode():
 def test_history_model_trains_on_sequences_after_their_context_frames():
     model = history_model("state", 2)
     obs = raw("state", 4, 1 + 3)                                            # k-1 context frames + L = 3
-    z, loss, _ = model(obs, torch.randn(4, 2, A))
+    z, loss, *_ = model(obs, torch.randn(4, 2, A))
     assert z.shape == (4, 3, 8) and loss.isfinite()
     assert torch.equal(z, model.encode(frame_windows(obs, 2)))
 
@@ -229,7 +229,7 @@ def test_k1_latents_of_shipped_checkpoints_are_bit_identical_to_the_code_before_
         assert torch.equal(model.embed(obs), before)
         assert torch.equal(model.embed(obs[:, None]), before)               # a window of one frame
         assert torch.equal(model.encode(obs)[:, :before.shape[1]], before)  # pointmaze's reach part follows
-        z, _, _ = model(obs.view(2, 3, *shape), torch.zeros(2, 2, model.action_dim))
+        z, *_ = model(obs.view(2, 3, *shape), torch.zeros(2, 2, model.action_dim))
         assert torch.equal(z, before.view(2, 3, -1))                        # training encodes the same
 
 
@@ -261,7 +261,7 @@ def test_an_ensemble_plans_with_its_members_latents_side_by_side():
         for k, pred in enumerate(model.open_loop(z[:, :-1], actions), 1):
             assert pred.shape == (4, 6 - k, 24)
             assert torch.allclose(pred[:, 0], model.rollout(z[:, 0], actions)[:, k - 1], atol=1e-5)
-        z_seq, loss, _ = model(obs, actions)
+        z_seq, loss, *_ = model(obs, actions)
         assert torch.allclose(loss, sum(m(obs, actions)[1] for m in model.members))
     assert torch.equal(model.action_low, model.members[0].action_low)
     with pytest.raises(ModelError, match="model.ensemble=0: must be >= 1"):
@@ -310,7 +310,7 @@ def test_a_reach_head_appends_its_scaled_embedding_to_the_planners_latent():
         for k, pred in enumerate(model.open_loop(s[:, :-1], actions), 1):
             assert pred.shape == (4, 6 - k, 11)
             assert torch.allclose(pred[:, 0], traj[:, k - 1], atol=1e-5)
-        z_train, pred_loss, reach_loss = model(obs, actions)
+        z_train, pred_loss, reach_loss, _ = model(obs, actions)
         assert torch.equal(z_train, z) and reach_loss.isfinite()
         assert torch.equal(pred_loss, plain_loss(model, obs, actions))
     ensemble = reach_model(ensemble=2)
@@ -357,8 +357,8 @@ def test_the_jepa_trains_the_same_with_a_reach_head():
     some steps equal those of the same run without a head, bit for bit."""
     from worldmodels.training import TrainConfig, train_step
     tc = TrainConfig(steps=5, batch_size=4, seq_len=3, lr=1e-2, warmup=0, weight_decay=0.0, grad_clip=1e-3,
-                     regularizer="sigreg", reg_weight=0.1, sigreg_projections=8, eval_episodes=1, ckpt_every=5,
-                     eval_every=5, log_every=5)
+                     regularizer="sigreg", reg_weight=0.1, state_weight=1.0, sigreg_projections=8, eval_episodes=1,
+                     ckpt_every=5, eval_every=5, log_every=5)
     obs, actions = linear_episodes(n=4, T=2)
     runs = []
     for reach_dim in (0, 3):
@@ -399,7 +399,7 @@ def pixels_and_states(n=5, seed=0):
 def test_proprioception_adds_its_mlp_to_the_pixel_latent_with_angles_as_cos_sin():
     model = proprio_model()
     fit = torch.randn(200, 4, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    model.set_proprio_normalization(fit)
+    model.set_state_normalization(fit)
     features = lambda s: torch.stack([s[:, 0], s[:, 2], s[:, 1].cos(), s[:, 1].sin()], -1).float()  # noqa: E731
     torch.testing.assert_close(model.proprio_mean, features(fit).mean(0))
     torch.testing.assert_close(model.proprio_std, features(fit).std(0))   # all above the floor here
@@ -436,7 +436,7 @@ def test_proprio_inputs_are_checked_and_a_plain_model_is_the_same_model_without_
 
 def test_a_proprio_checkpoint_round_trips(tmp_path):
     model, (obs, states) = proprio_model(), pixels_and_states()
-    model.set_proprio_normalization(states)
+    model.set_state_normalization(states)
     save_checkpoint(tmp_path / "m.pt", model, {"env": {"name": "reacher", "obs_type": "pixels"}})
     loaded, _ = load_checkpoint(tmp_path / "m.pt")
     assert loaded.cfg == model.cfg and loaded.cfg.proprio_dim == 4

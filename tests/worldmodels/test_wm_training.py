@@ -12,8 +12,8 @@ from worldmodels.training import (Episodes, TrainConfig, TrainingError, check_re
                                   train_step)
 
 CONFIG = dict(steps=10, batch_size=4, seq_len=3, lr=1e-3, warmup=2, weight_decay=0.0, grad_clip=1.0,
-              regularizer="sigreg", reg_weight=0.1, sigreg_projections=8, eval_episodes=2, ckpt_every=5,
-              eval_every=5, log_every=5)
+              regularizer="sigreg", reg_weight=0.1, state_weight=1.0, sigreg_projections=8, eval_episodes=2,
+              ckpt_every=5, eval_every=5, log_every=5)
 ENV = EnvConfig(name="wall", obs_type="state", options={"door_y": 32.0, "door_width": 12.0})
 
 
