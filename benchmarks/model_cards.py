@@ -5,7 +5,7 @@ with the model metrics re-measured on a small fresh collection.
                                                         (default PATHs: worldmodels/pretrained/*.pt)
 
 Prints one markdown row per checkpoint: the env and observation (and the state variables a pixel model also reads,
-`model.proprio`), the frame history (`model.history`: observations
+`model.proprio`, and those its latent was trained to hold, `model.state_targets`), the frame history (`model.history`: observations
 per encoder input), size, training steps, speed and time (seconds of
 training steps, recorded since the `model/` metrics), the training data (episodes / transitions), the held-out
 open-loop prediction error relative to the constant-latent baseline (1.0 = no better than predicting that nothing
@@ -83,7 +83,9 @@ def card(path: Path, metrics: dict | None = None) -> str:
     seconds = meta.get("train_time_s")
     history = ckpt["model_config"].get("history", 1)  # checkpoints from before frame history have 1
     proprio = meta["config"].get("model", {}).get("proprio") or []  # none before proprioception
-    obs = meta["env"]["obs_type"] + (f" + {', '.join(proprio)}" if proprio else "")
+    targets = meta["config"].get("model", {}).get("state_targets") or []  # none before state targets
+    obs = meta["env"]["obs_type"] + (f" + {', '.join(proprio)}" if proprio else "") + \
+        (f" (trained to hold {', '.join(targets)})" if targets else "")
     return (f"| {meta['env']['name']} | {obs} | {history} | {params / 1e3:.0f}k / "
             f"{path.stat().st_size / 2**20:.1f} MB | {meta['step']} | {number(m.get('perf/steps_per_s'), 1)} | "
             f"{'-' if seconds is None else f'{seconds / 60:.1f} min'} | "

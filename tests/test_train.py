@@ -172,7 +172,7 @@ def test_frame_history_trains_resumes_exactly_and_evaluates(dataset, tmp_path, m
     assert model.history == 2 and meta["config"]["model"]["history"] == 2 and "model/rel_err_k1" in meta["metrics"]
 
 
-def test_resume_with_another_history_is_one_line_and_runs_from_before_history_resume(dataset, tmp_path, capsys):
+def test_resume_with_another_history_is_one_line_and_runs_from_before_history_and_state_targets_resume(dataset, tmp_path, capsys):
     train.run(config(dataset, tmp_path, "train.steps=2"))
     capsys.readouterr()
     argv = ["env=wall", f"data.path={dataset}", f"logdir={tmp_path}", *TINY, "train.steps=2", "resume=true"]
@@ -181,6 +181,8 @@ def test_resume_with_another_history_is_one_line_and_runs_from_before_history_re
     assert "model.history=2 differs from the checkpoint's 1" in err and err.count("\n") == 1
     payload = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     del payload["meta"]["config"]["model"]["history"], payload["model_config"]["history"]   # written before history
+    del payload["meta"]["config"]["model"]["state_targets"], payload["meta"]["config"]["train"]["state_weight"]
+    del payload["model_config"]["state_target_index"], payload["model_config"]["state_target_angles"]  # and them
     torch.save(payload, tmp_path / "checkpoint.pt")
     assert train.run(config(dataset, tmp_path, "train.steps=2", "resume=true")).history == 1
 
@@ -225,6 +227,18 @@ def test_an_ensemble_trains_each_member_as_it_would_alone_and_evaluates(dataset,
             "planner.iters_warm=2", "planner.sync_every=2"]
     assert configs.main(evaluate.run, "evaluate", argv, user_errors=evaluate.USER_ERRORS) == 0
     assert (tmp_path / "eval" / "results.json").exists()
+
+
+def test_state_targets_train_resume_exactly_and_evaluate(dataset, tmp_path, monkeypatch):
+    """model.state_targets=[xy] end to end: the pixel model's state head is trained to wall's agent position
+    (normalised by the training states), train/state_loss is logged, a resumed run ends with the uninterrupted
+    run's weights, and evaluate.py plans with it (planning never reads the head, so no states are passed)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    model, meta = trains_resumes_exactly_and_evaluates(dataset, tmp_path, monkeypatch, "model.state_targets=[xy]")
+    assert model.cfg.state_target_index == (0, 1) and meta["config"]["model"]["state_targets"] == ["xy"]
+    assert float(model.state_target_std.min()) > 1.0   # the agent's position in pixel units spreads over the room
+    assert meta["config"]["train"]["state_weight"] == 1.0 and "train/state_loss" in meta["metrics"]
+    assert "train/state_loss" in EventAccumulator(str(tmp_path / "a")).Reload().Tags()["scalars"]
 
 
 def test_proprioception_trains_resumes_exactly_and_evaluates(dataset, tmp_path, monkeypatch):

@@ -42,6 +42,16 @@ def test_card_prefers_model_keys_and_shows_time_and_every_probe_variable(tmp_pat
     assert got["probe R² per variable"] == "xy 0.990" and got["train time"] == "1.5 min"
 
 
+def test_card_names_what_a_pixel_model_reads_and_was_trained_to_hold(tmp_path):
+    path = checkpoint(tmp_path / "m.pt", OLD_METRICS)
+    payload = torch.load(path, weights_only=True)
+    payload["meta"]["config"]["model"] = {"proprio": ["agent_xy"], "state_targets": ["block_xy", "block_angle"]}
+    payload["meta"]["env"]["obs_type"] = "pixels"
+    torch.save(payload, path)
+    got = dict(zip(cells(model_cards.HEADER.splitlines()[0]), cells(model_cards.card(path))))
+    assert got["obs"] == "pixels + agent_xy (trained to hold block_xy, block_angle)"
+
+
 def test_remeasure_replaces_the_stored_model_metrics(tmp_path, capsys):
     path = checkpoint(tmp_path / "old.pt", OLD_METRICS)
     model_cards.main([str(path), "remeasure=true", "episodes=4", "seed=3"])

@@ -146,7 +146,7 @@ def test_an_ensembles_train_step_reports_losses_per_member():
     assert z_all.shape == (12, 16)
 
 
-def test_model_proprio_names_state_variables_and_becomes_their_columns():
+def test_model_proprio_and_state_targets_name_state_variables_and_become_their_columns():
     from envs.base import StateVariable
     from worldmodels.training import model_config
     reacher = (StateVariable("shoulder", (0,), "angle", task=True), StateVariable("wrist", (1,), "angle", task=True),
@@ -158,3 +158,8 @@ def test_model_proprio_names_state_variables_and_becomes_their_columns():
     with pytest.raises(TrainingError, match=r"model.proprio=\['elbow'\]: unknown state variable\(s\) \['elbow'\]; "
                                             r"choose from: shoulder, wrist, joint_velocity$"):
         model_config("pixels", (16, 16, 3), 10, {"proprio": ["elbow"]}, reacher)
+    cfg = model_config("state", (4,), 10, {"state_targets": ["wrist", "joint_velocity"]}, reacher)
+    assert (cfg.state_target_index, cfg.state_target_angles, cfg.state_target_dim) == ((1, 2, 3), (1,), 4)
+    with pytest.raises(TrainingError, match=r"model.state_targets=\['elbow'\]: unknown state variable\(s\) "
+                                            r"\['elbow'\]; choose from: shoulder, wrist, joint_velocity$"):
+        model_config("state", (4,), 10, {"state_targets": ["elbow"]}, reacher)
