@@ -136,9 +136,12 @@ def test_fresh_reference_frames_are_announced_before_they_are_collected(tmp_path
 
 
 def test_the_shipped_checkpoint_is_the_one_for_the_observation_type():
-    """pointmaze ships a state model (its default) and a 2-frame pixel model; other envs one file for both."""
+    """pointmaze and pusht ship a state model (their default) and a 2-frame pixel model; other envs one file for
+    both."""
     assert shipped_checkpoint(env_config("pointmaze", obs_type="state")).name == "pointmaze.pt"
     assert shipped_checkpoint(env_config("pointmaze", obs_type="pixels")).name == "pointmaze-pixels.pt"
+    assert shipped_checkpoint(env_config("pusht", obs_type="state")).name == "pusht.pt"
+    assert shipped_checkpoint(env_config("pusht", obs_type="pixels")).name == "pusht-pixels.pt"
     assert shipped_checkpoint(env_config("wall", obs_type="state")).name == "wall.pt"
     model, meta, path = load_world_model(env_config("pointmaze", obs_type="pixels"))
     assert path.name == "pointmaze-pixels.pt" and model.history == 2 and meta["env"]["obs_type"] == "pixels"
