@@ -172,7 +172,7 @@ def test_frame_history_trains_resumes_exactly_and_evaluates(dataset, tmp_path, m
     assert model.history == 2 and meta["config"]["model"]["history"] == 2 and "model/rel_err_k1" in meta["metrics"]
 
 
-def test_resume_with_another_history_is_one_line_and_runs_from_before_history_and_state_targets_resume(dataset, tmp_path, capsys):
+def test_resume_with_another_history_is_one_line_and_older_runs_resume(dataset, tmp_path, capsys):
     train.run(config(dataset, tmp_path, "train.steps=2"))
     capsys.readouterr()
     argv = ["env=wall", f"data.path={dataset}", f"logdir={tmp_path}", *TINY, "train.steps=2", "resume=true"]

@@ -42,6 +42,13 @@ each window. Angles enter as (cos, sin), everything is z-scored by the training 
 MLP's output is added to the pixel encoder's: z = E(pixels) + P(proprio). The planner and the predictor do not
 change; whoever encodes (training, the agent, probes) passes the env states beside the frames.
 
+State targets (`model.state_targets`: env state variables, e.g. Push-T's block pose): a linear head reads the JEPA
+latent z of every training frame and is trained to those variables (z-scored by the training states, angles as
+(cos, sin)), with weight `train.state_weight` beside the prediction loss. Its gradient reaches the encoder, so z is
+made to hold them linearly where the JEPA objective alone leaves them out (on Push-T's pixels, the block's angle).
+The head is read in training only: encode, predict and the planner never use it, and it needs the env's states as
+labels.
+
 Normalisation lives in buffers, so a checkpoint carries it: actions are z-scored by the dataset's mean/std, and
 `action_low/high` are the env's native bounds in those units. Observations are z-scored per element (per pixel
 and channel for images) by the dataset's mean/std. For pixels this matters: a small agent on a fixed background

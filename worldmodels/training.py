@@ -133,14 +133,14 @@ def model_config(obs_type: str, obs_shape, action_dim: int, model: dict, state_v
     model = dict(model)
     by_name = {v.name: v for v in state_variables}
     columns = {}
-    for key in ("proprio", "state_target"):
-        names = list(model.pop(key if key == "proprio" else "state_targets", None) or [])
+    for key, field in (("proprio", "proprio"), ("state_targets", "state_target")):
+        names = list(model.pop(key, None) or [])
         unknown = [n for n in names if n not in by_name]
         if unknown:
-            raise TrainingError(f"model.{key.replace('state_target', 'state_targets')}={names}: unknown state "
-                                f"variable(s) {unknown}; choose from: {', '.join(by_name) or 'none'}")
-        columns[f"{key}_index"] = tuple(i for n in names for i in by_name[n].index)
-        columns[f"{key}_angles"] = tuple(i for n in names if by_name[n].kind == "angle" for i in by_name[n].index)
+            raise TrainingError(f"model.{key}={names}: unknown state variable(s) {unknown}; choose from: "
+                                f"{', '.join(by_name) or 'none'}")
+        columns[f"{field}_index"] = tuple(i for n in names for i in by_name[n].index)
+        columns[f"{field}_angles"] = tuple(i for n in names if by_name[n].kind == "angle" for i in by_name[n].index)
     return ModelConfig(obs_type=obs_type, obs_shape=obs_shape, action_dim=action_dim, **columns, **model)
 
 
@@ -272,9 +272,9 @@ class StepLosses:
 def train_step(trainer, model: JEPA | Ensemble, optimizer, tc: TrainConfig, obs, actions, seed: int, step: int,
                states=None):
     """One update on this rank's batch: obs (b, k-1+L, ...) raw (`Episodes.batch`), actions (b, L-1, A) native,
-    states (b, k-1+L, S) the frames' env states (read with proprioception or state targets only). `trainer` is the model or its DDP
-    wrapper. Returns the losses (per member for an ensemble) and the global batch of JEPA latents (global b*L, D;
-    K*D for an ensemble of K)."""
+    states (b, k-1+L, S) the frames' env states (read with proprioception or state targets only). `trainer` is the
+    model or its DDP wrapper. Returns the losses (per member for an ensemble) and the global batch of JEPA latents
+    (global b*L, D; K*D for an ensemble of K)."""
     device = model.device
     obs, actions = obs.to(device), model.normalize_actions(actions.to(device))
     states = None if states is None else states.to(device)
