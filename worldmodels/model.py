@@ -68,7 +68,7 @@ from torch import nn
 
 OBS_TYPES = ("pixels", "state")
 PIXEL_STD_FLOOR, STATE_STD_FLOOR = 8.0, 1e-6
-PROPRIO_STD_FLOOR = 1e-2  # a proprio feature (cos, sin, or a state column) that hardly varies is not blown up
+STATE_FEATURE_STD_FLOOR = 1e-2  # a proprio feature or state target (cos, sin, column) barely varying: not blown up
 REACH_PENALTY = 100.0  # weight of the reach head's one-step constraint (squared hinge) against its spreading term
 
 
@@ -272,11 +272,11 @@ class JEPA(nn.Module):
         if self.proprio is not None:
             features = self._proprio_features(states.to(self.device))
             self.proprio_mean.copy_(features.mean(0))
-            self.proprio_std.copy_(features.std(0).clamp_min(PROPRIO_STD_FLOOR))
+            self.proprio_std.copy_(features.std(0).clamp_min(STATE_FEATURE_STD_FLOOR))
         if self.state_head is not None:
             targets = self._state_targets(states.to(self.device))
             self.state_target_mean.copy_(targets.mean(0))
-            self.state_target_std.copy_(targets.std(0).clamp_min(PROPRIO_STD_FLOOR))
+            self.state_target_std.copy_(targets.std(0).clamp_min(STATE_FEATURE_STD_FLOOR))
 
     def _proprio_features(self, states: torch.Tensor) -> torch.Tensor:
         return state_features(states, self.cfg.proprio_index, self.cfg.proprio_angles, "model.proprio")
