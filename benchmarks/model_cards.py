@@ -5,9 +5,9 @@ with the model metrics re-measured on a small fresh collection.
                                                         (default PATHs: worldmodels/pretrained/*.pt)
 
 Prints one markdown row per checkpoint: the env and observation (and the state variables a pixel model also reads,
-`model.proprio`, and those its latent was trained to hold, `model.state_targets`), the frame history (`model.history`: observations
-per encoder input), size, training steps, speed and time (seconds of
-training steps, recorded since the `model/` metrics), the training data (episodes / transitions), the held-out
+`model.proprio`, and those its latent was trained to hold, `model.state_targets`), the frame history
+(`model.history`: observations per encoder input), size, training steps, speed and time (seconds of training steps,
+recorded since the `model/` metrics), the training data (episodes / transitions), the held-out
 open-loop prediction error relative to the constant-latent baseline (1.0 = no better than predicting that nothing
 moves) at k = 1, 5, the env's planning horizon (`mpc.horizon` of configs/env/<env>.yaml, if within an episode)
 and the episode length, the linear probe latent -> state (R^2: the mean over the variables success depends on,
